@@ -1,0 +1,1 @@
+"""Handlers of the endpoints the gateway serves itself, one module per area."""

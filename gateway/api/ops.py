@@ -1,0 +1,55 @@
+"""Operations endpoints: /healthz (alive), /readyz (able to serve), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.errors import error_response
+from gateway.keys import FEED, METRICS, RUNTIME, STORE
+from gateway.metrics import PROMETHEUS_CONTENT_TYPE
+from gateway.store import StoreUnavailable
+
+STORE_PING_TIMEOUT = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[RUNTIME].current.config
+    feed = app[FEED]
+    problems: list[str] = []
+    try:
+        await asyncio.wait_for(app[STORE].ping(), STORE_PING_TIMEOUT)
+    except (StoreUnavailable, TimeoutError) as exc:
+        problems.append(f"store unreachable: {exc or 'timeout'}")
+    staleness = feed.staleness()
+    if staleness > config.store.feed_max_lag:
+        problems.append(
+            f"change feed {staleness:.1f}s behind (bound {config.store.feed_max_lag:.1f}s)"
+        )
+    if problems:
+        return error_response(503, "; ".join(problems))
+    return web.json_response(
+        {"status": "ready", "feedSeq": feed.last_seq, "feedStalenessSeconds": round(staleness, 3)}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    registry = app[METRICS]
+    feed = app[FEED]
+    registry.feed_staleness.set(feed.staleness())
+    registry.feed_seq.set(feed.last_seq)
+    registry.feed_entry_delay.set(feed.last_entry_delay)
+    return web.Response(body=registry.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/metrics", metrics, name="metrics")

@@ -1,0 +1,1 @@
+"""Credentials: password hashing, token signing and verification, principals."""

@@ -1,0 +1,405 @@
+"""config.yaml -> frozen, typed dataclasses, validated once with messages that name the key.
+
+The loader is driven by the dataclass field types, so adding a key is one line in a
+dataclass: its type decides how the YAML value is checked and converted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NewType
+from urllib.parse import urlsplit
+
+import yaml
+
+Seconds = NewType("Seconds", float)
+"""A duration in seconds, written in YAML as `30s`, `10m`, `24h`, `1d` or `0`."""
+
+FilePath = NewType("FilePath", str)
+"""A path resolved against the config file's folder."""
+
+Url = NewType("Url", str)
+"""An http(s) URL."""
+
+Cidr = NewType("Cidr", str)
+"""An IPv4 or IPv6 network such as `10.0.0.0/8` or a single address."""
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECTION_KEY = re.compile(r"^GATEWAY_([A-Z0-9]+)_([A-Z0-9_]+)$")
+
+
+class ConfigError(ValueError):
+    """A config problem: the message names the key, the value and what was expected."""
+
+
+def parse_duration(value: object) -> float:
+    """`30s`, `10m`, `24h`, `1d` or `0` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 10m, 24h, 1d or 0")
+    if isinstance(value, int) and value == 0:
+        return 0.0
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return 0.0
+        match = _DURATION.match(text)
+        if match:
+            return float(int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError("a duration such as 30s, 10m, 24h, 1d or 0")
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    cert: FilePath = FilePath("certs/server.pem")
+    key: FilePath = FilePath("certs/server.key")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    http: Listener | None = field(default_factory=Listener)
+    https: TlsListener | None = field(default_factory=TlsListener)
+    workers: int = 1
+    trusted_proxies: tuple[Cidr, ...] = ()
+    max_body_bytes: int = 1_048_576
+    max_url_bytes: int = 8190
+    max_header_bytes: int = 8190
+    cors_origins: tuple[str, ...] = ()
+    shutdown_timeout: Seconds = Seconds(30.0)
+    header_timeout: Seconds = Seconds(15.0)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    connect_timeout: Seconds = Seconds(5.0)
+    read_timeout: Seconds = Seconds(60.0)
+    max_body_bytes: int = 1_073_741_824
+    upstream_cooldown: Seconds = Seconds(10.0)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///var/gateway.db"
+    schema: str = "public"
+    pool_size: int = 10
+    feed_poll_interval: Seconds = Seconds(0.05)
+    feed_max_lag: Seconds = Seconds(5.0)
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    signing_keys: FilePath = FilePath("certs/keys")
+    access_ttl_unsecure: Seconds = Seconds(86400.0)
+    access_ttl_secure: Seconds = Seconds(30 * 86400.0)
+    auth_token_ttl: Seconds = Seconds(600.0)
+    admin_token_ttl: Seconds = Seconds(365 * 86400.0)
+    admin_rotation_grace: Seconds = Seconds(86400.0)
+    leeway: Seconds = Seconds(30.0)
+    algorithms: tuple[str, ...] = ("EdDSA",)
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    session_ttl: Seconds = Seconds(12 * 3600.0)
+
+
+@dataclass(frozen=True)
+class MtlsConfig:
+    certificate_validity: Seconds = Seconds(365 * 86400.0)
+    client_cert_header: str | None = None
+    ca_cert: FilePath = FilePath("certs/ca.pem")
+    ca_key: FilePath = FilePath("certs/ca.key")
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    hosts: tuple[str, ...]
+    upstreams: tuple[Url, ...]
+
+
+@dataclass(frozen=True)
+class RegionsConfig:
+    default: str
+    regions: Mapping[str, Region]
+
+    def for_host(self, host: str | None) -> Region:
+        """The region serving `host` (case-insensitive, port ignored), else the default."""
+        if host:
+            name = _host_without_port(host)
+            for region in self.regions.values():
+                if name in region.hosts:
+                    return region
+        return self.regions[self.default]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig
+    proxy: ProxyConfig
+    store: StoreConfig
+    tokens: TokensConfig
+    console: ConsoleConfig
+    mtls: MtlsConfig
+    regions: RegionsConfig
+    policies: tuple[FilePath, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _host_without_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "proxy": ProxyConfig,
+    "store": StoreConfig,
+    "tokens": TokensConfig,
+    "console": ConsoleConfig,
+    "mtls": MtlsConfig,
+}
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment and validate config.yaml; raise ConfigError."""
+    config_path = Path(path).resolve()
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {config_path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config_path} cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {config_path}: expected a mapping of sections")
+    raw = _apply_environment(raw, os.environ if environ is None else environ)
+    return _build_config(config_path, raw)
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """GATEWAY_<SECTION>_<KEY> overrides a two-level key; other variables are ignored."""
+    merged = {key: (dict(val) if isinstance(val, dict) else val) for key, val in raw.items()}
+    for name, text in environ.items():
+        match = _SECTION_KEY.match(name)
+        if not match:
+            continue
+        section, key = match.group(1).lower(), match.group(2).lower()
+        section_type = _SECTIONS.get(section)
+        if section_type is None or key not in {f.name for f in dataclasses.fields(section_type)}:
+            continue
+        target = merged.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue
+        target[key] = yaml.safe_load(text) if text.strip() else text
+    return merged
+
+
+def _build_config(config_path: Path, raw: dict[str, Any]) -> Config:
+    known = set(_SECTIONS) | {"regions", "policies"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key '{key}' in {config_path.name}: expected one of {sorted(known)}"
+            )
+    base = config_path.parent
+    sections = {
+        name: _build_dataclass(cls, raw.get(name) or {}, name, base)
+        for name, cls in _SECTIONS.items()
+    }
+    regions = _build_regions(raw.get("regions"), base)
+    policies = raw.get("policies", ["policies/default.yaml"])
+    if not isinstance(policies, list) or not policies:
+        raise ConfigError(f"policies: got {policies!r}, expected a non-empty list of files")
+    policy_paths = tuple(
+        _convert(FilePath, item, f"policies[{i}]", base) for i, item in enumerate(policies)
+    )
+    for index, policy in enumerate(policy_paths):
+        if not Path(policy).is_file():
+            raise ConfigError(f"policies[{index}]: file {policy} not found")
+    config = Config(path=config_path, regions=regions, policies=policy_paths, **sections)
+    _check_consistency(config)
+    return config
+
+
+def _build_dataclass(cls: type[Any], raw: object, where: str, base: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: got {raw!r}, expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"unknown key '{where}.{key}': expected one of {sorted(names)}")
+    values = {
+        key: _convert(hints[key], value, f"{where}.{key}", base) for key, value in raw.items()
+    }
+    for item in dataclasses.fields(cls):
+        if item.name not in values:
+            default = _resolved_default(item, hints[item.name], f"{where}.{item.name}", base)
+            if default is not _KEEP_DEFAULT:
+                values[item.name] = default
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_KEEP_DEFAULT = object()
+
+
+def _resolved_default(item: dataclasses.Field[Any], hint: Any, where: str, base: Path) -> Any:
+    """Defaults that are paths, or dataclasses holding paths, resolve against `base` too."""
+    if hint is FilePath and isinstance(item.default, str):
+        return _convert(FilePath, item.default, where, base)
+    if item.default_factory is not dataclasses.MISSING:
+        options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if dataclasses.is_dataclass(options[0]):
+            return _build_dataclass(typing.cast(type[Any], options[0]), {}, where, base)
+    return _KEEP_DEFAULT
+
+
+def _convert(hint: Any, value: object, where: str, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value, where, base)
+    if dataclasses.is_dataclass(hint):
+        return _build_dataclass(typing.cast(type[Any], hint), value, where, base)
+    if origin is tuple:
+        (item_hint, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: got {value!r}, expected a list")
+        return tuple(
+            _convert(item_hint, item, f"{where}[{i}]", base) for i, item in enumerate(value)
+        )
+    if hint is Seconds:
+        try:
+            return Seconds(parse_duration(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: got {value!r}, expected {exc}") from None
+    if hint is FilePath:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: got {value!r}, expected a file path")
+        return FilePath(str((base / value).resolve()))
+    if hint is Url:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: got {value!r}, expected an http:// or https:// URL")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{where}: got {value!r}, expected an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ConfigError(f"{where}: got {value!r}, expected a valid port") from None
+        return Url(value.rstrip("/"))
+    if hint is Cidr:
+        try:
+            return Cidr(str(ipaddress.ip_network(str(value), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{where}: got {value!r}, expected an IP address or CIDR") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: got {value!r}, expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: got {value!r}, expected a non-negative integer")
+        return value
+    if hint is str:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: got {value!r}, expected a string")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _build_regions(raw: object, base: Path) -> RegionsConfig:
+    if raw is None:
+        raise ConfigError("regions: missing; expected at least one region and a default")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"regions: got {raw!r}, expected a mapping")
+    default = raw.get("default")
+    regions: dict[str, Region] = {}
+    for name, body in raw.items():
+        if name == "default":
+            continue
+        where = f"regions.{name}"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: got {body!r}, expected {{hosts: [...], upstreams: [...]}}")
+        for key in body:
+            if key not in ("hosts", "upstreams"):
+                raise ConfigError(f"unknown key '{where}.{key}': expected hosts or upstreams")
+        hosts = _convert(tuple[str, ...], body.get("hosts", []), f"{where}.hosts", base)
+        upstreams = _convert(tuple[Url, ...], body.get("upstreams"), f"{where}.upstreams", base)
+        if not upstreams:
+            raise ConfigError(f"{where}.upstreams: got [], expected at least one URL")
+        regions[str(name)] = Region(
+            name=str(name),
+            hosts=tuple(_host_without_port(h) for h in hosts),
+            upstreams=upstreams,
+        )
+    if not regions:
+        raise ConfigError("regions: expected at least one region")
+    if default not in regions:
+        raise ConfigError(f"regions.default: got {default!r}, expected one of {sorted(regions)}")
+    return RegionsConfig(default=str(default), regions=regions)
+
+
+def _check_consistency(config: Config) -> None:
+    server = config.server
+    if server.http is None and server.https is None:
+        raise ConfigError("server: expected at least one of http or https")
+    for name, listener in (("http", server.http), ("https", server.https)):
+        if listener is not None and not 0 < listener.port < 65536:
+            raise ConfigError(
+                f"server.{name}.port: got {listener.port!r}, expected an integer in 1-65535"
+            )
+    if server.workers < 1:
+        raise ConfigError(f"server.workers: got {server.workers}, expected at least 1")
+    url = config.store.url
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError(
+            f"store.url: got {url!r}, expected sqlite:///PATH or postgresql://user@host:port/db"
+        )
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", config.store.schema):
+        raise ConfigError(
+            f"store.schema: got {config.store.schema!r}, expected a lowercase SQL identifier"
+        )
+    allowed = {"EdDSA", "ES256", "RS256", "PS256"}
+    for alg in config.tokens.algorithms:
+        if alg not in allowed:
+            raise ConfigError(f"tokens.algorithms: got {alg!r}, expected one of {sorted(allowed)}")
+
+
+def sqlite_path(config: Config) -> Path:
+    """`sqlite:///var/x.db` is relative to the config folder, `sqlite:////abs/x.db` absolute."""
+    rest = config.store.url[len("sqlite:///") :]
+    return (config.base_dir / rest).resolve() if not rest.startswith("/") else Path(rest)

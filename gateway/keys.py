@@ -1,0 +1,15 @@
+"""Typed keys of the application's state (aiohttp AppKey): no string keys anywhere."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+from gateway.store import FeedTailer, Store
+
+RUNTIME = web.AppKey("runtime", Runtime)
+STORE = web.AppKey("store", Store)
+FEED = web.AppKey("feed", FeedTailer)
+METRICS = web.AppKey("metrics", Metrics)
+

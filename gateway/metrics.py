@@ -1,0 +1,53 @@
+"""Prometheus metrics, one registry per application (tests build many apps side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                    10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests", "Requests answered, by route and status.",
+            ("route", "method", "status"), registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time to the response head, by route.",
+            ("route",), buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests", "Requests forwarded, by region, upstream and outcome.",
+            ("region", "upstream", "outcome"), registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_duration_seconds", "Upstream time to the response head.",
+            ("region", "upstream"), buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.feed_staleness = Gauge(
+            "gateway_feed_staleness_seconds",
+            "Seconds since the change feed was last read successfully.",
+            registry=self.registry,
+        )
+        self.feed_seq = Gauge(
+            "gateway_feed_last_seq", "Last change-feed sequence number applied.",
+            registry=self.registry,
+        )
+        self.feed_entry_delay = Gauge(
+            "gateway_feed_entry_delay_seconds",
+            "Delay between the append of the last applied feed entry and its application.",
+            registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "gateway_config_reloads", "SIGHUP reloads, by result.", ("result",),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,57 @@
+"""The settings a running gateway serves with, swapped whole on SIGHUP.
+
+Everything else in the application is fixed at start-up; this holder is the one
+thing a reload replaces, in a single assignment, so a request sees either the old
+settings or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from gateway.config import Config, ConfigError, load_config
+
+log = logging.getLogger("gateway.reload")
+
+# Keys a reload cannot change without new sockets or a new store connection.
+_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store")
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: Config
+
+
+def load_settings(config: Config) -> Settings:
+    """Everything derived from config.yaml that a request needs (blocking: file reads)."""
+    return Settings(config=config)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+    async def reload(self) -> bool:
+        """Re-read config.yaml and what it names; keep serving the old settings if invalid."""
+        path = self.current.config.path
+        try:
+            config = await asyncio.to_thread(load_config, path)
+            settings = await asyncio.to_thread(load_settings, config)
+        except (ConfigError, ValueError) as exc:
+            log.error("reload refused, still serving the previous configuration: %s", exc)
+            return False
+        for key in _RESTART_ONLY:
+            if _section(self.current.config, key) != _section(config, key):
+                log.warning("reload: %s changed; it takes effect after a restart", key)
+        self.current = settings
+        log.info("configuration reloaded from %s", path)
+        return True
+
+
+def _section(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value

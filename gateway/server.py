@@ -1,0 +1,158 @@
+"""Runners, sites, worker processes, signals and the graceful drain.
+
+One worker serves in this process. `--workers N` forks N worker processes that
+share the listening ports through SO_REUSEPORT; the parent only supervises: it
+forwards SIGTERM/SIGINT/SIGHUP and replaces a worker that dies unexpectedly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.config import Config, load_config
+from gateway.keys import METRICS, RUNTIME
+from gateway.tls.context import server_ssl_context
+
+log = logging.getLogger("gateway.server")
+
+RESPAWN_BACKOFF = 0.5
+
+
+def run_worker(config: Config, *, reuse_port: bool) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and return 0."""
+    return uvloop.run(_serve(config, reuse_port=reuse_port))
+
+
+async def _serve(config: Config, *, reuse_port: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    app = build_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        max_line_size=config.server.max_url_bytes,
+        max_field_size=config.server.max_header_bytes,
+    )
+    await runner.setup()
+    try:
+        for site in await _sites(runner, config, reuse_port=reuse_port):
+            await site.start()
+            log.info("listening on %s", site.name)
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        await runner.cleanup()
+        return 1
+
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        ok = await app[RUNTIME].reload()
+        app[METRICS].config_reloads.labels("ok" if ok else "refused").inc()
+
+    def on_hup() -> None:
+        task = loop.create_task(reload(), name="gateway-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop.wait()
+    log.info("draining in-flight requests (at most %.0fs)", config.server.shutdown_timeout)
+    # Stops accepting, lets in-flight requests finish within shutdown_timeout, then
+    # cancels what is left and runs the cleanup contexts in reverse order.
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+async def _sites(runner: web.AppRunner, config: Config, *, reuse_port: bool) -> list[web.TCPSite]:
+    sites = []
+    server = config.server
+    if server.http is not None:
+        sites.append(
+            web.TCPSite(runner, server.http.host, server.http.port, reuse_port=reuse_port or None)
+        )
+    if server.https is not None:
+        context: ssl.SSLContext = await asyncio.to_thread(
+            server_ssl_context,
+            Path(server.https.cert),
+            Path(server.https.key),
+            Path(config.mtls.ca_cert),
+        )
+        sites.append(
+            web.TCPSite(
+                runner,
+                server.https.host,
+                server.https.port,
+                ssl_context=context,
+                reuse_port=reuse_port or None,
+            )
+        )
+    return sites
+
+
+def supervise(config: Config, workers: int) -> int:
+    """Fork `workers` processes and keep that many running until told to stop."""
+    stopping = False
+    children: dict[int, int] = {}  # pid -> slot
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_worker(load_config(config.path), reuse_port=True)
+            except Exception:
+                log.exception("worker %d failed", slot)
+            finally:
+                os._exit(code)
+        children[pid] = slot
+        log.info("worker %d started (pid %d)", slot, pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for slot in range(workers):
+        spawn(slot)
+    failures = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        slot = children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            failures += code != 0
+            continue
+        log.error("worker %d (pid %d) exited with %d; starting a new one", slot, pid, code)
+        time.sleep(RESPAWN_BACKOFF)
+        if not stopping:
+            spawn(slot)
+    return 1 if failures else 0

@@ -1,0 +1,99 @@
+"""Tail the change feed and hand every entry, in order, to the process's subscribers.
+
+PostgreSQL wakes the tailer with NOTIFY (and it still polls, in case a notification
+was lost with a connection); SQLite is polled every `poll_interval`. `staleness()`
+is how long ago the feed was last read successfully: the bound /readyz checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from gateway.store.db import StoreUnavailable
+from gateway.store.models import Change
+from gateway.store.store import Store
+
+log = logging.getLogger("gateway.feed")
+
+Subscriber = Callable[[Change], None]
+
+
+class FeedTailer:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        poll_interval: float,
+        start_seq: int = 0,
+        fallback_poll: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        # A listening backend needs no tight polling; a missed NOTIFY still gets caught.
+        self._poll_interval = poll_interval
+        self._fallback_poll = fallback_poll
+        self._subscribers: list[Subscriber] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._monotonic = monotonic
+        self.last_seq = start_seq
+        self.last_success = monotonic()
+        self.last_error: str | None = None
+        self.last_entry_delay = 0.0  # seconds between an entry's append and its application
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def staleness(self) -> float:
+        return self._monotonic() - self.last_success
+
+    async def start(self) -> None:
+        listens = self._store.dialect == "postgres"
+        if listens:
+            await self._store.db.listen_feed(self._wake.set)
+        interval = self._fallback_poll if listens else self._poll_interval
+        self._task = asyncio.create_task(self._run(interval), name="gateway-feed-tail")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+
+    async def poll_once(self) -> int:
+        """Read and apply everything new; return how many entries were applied."""
+        applied = 0
+        while True:
+            changes = await self._store.changes_since(self.last_seq)
+            now = self._store.clock()
+            for change in changes:
+                for subscriber in self._subscribers:
+                    try:
+                        subscriber(change)
+                    except Exception:
+                        # One bad subscriber must not stop the feed for everyone else.
+                        log.exception("feed subscriber failed on seq %d", change.seq)
+                self.last_seq = change.seq
+                self.last_entry_delay = max(0.0, now - change.created_at)
+                applied += 1
+            if len(changes) < 1000:
+                return applied
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            try:
+                await self.poll_once()
+                self.last_success = self._monotonic()
+                self.last_error = None
+            except StoreUnavailable as exc:
+                if self.last_error is None:
+                    log.warning("change feed unreadable: %s", exc)
+                self.last_error = str(exc)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()

@@ -1,0 +1,38 @@
+"""Rows of the store as frozen dataclasses: what the rest of the gateway sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    region: str
+    api_key: str
+    use_secure_authentication: bool
+    mtls_enabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Admin:
+    id: str
+    network_id: str
+    username: str
+    role: str
+    password_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the ordered change feed."""
+
+    seq: int
+    kind: str
+    network_id: str | None
+    payload: dict[str, Any]
+    created_at: float

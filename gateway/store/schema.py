@@ -1,0 +1,97 @@
+"""Versioned schema. Each migration is applied once, in order, inside a transaction.
+
+The DDL is written once with a few placeholders for what differs between SQLite and
+PostgreSQL. Times are epoch seconds (floating point) in both, so no backend-specific
+timestamp handling leaks into the code above.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DIALECTS: Final = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "bool": "INTEGER", "real": "REAL"},
+    "postgres": {"serial": "BIGSERIAL PRIMARY KEY", "bool": "BOOLEAN", "real": "DOUBLE PRECISION"},
+}
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: the contract's entities and the change feed.
+    (
+        """CREATE TABLE networks (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            region TEXT NOT NULL,
+            api_key TEXT NOT NULL UNIQUE,
+            use_secure_authentication {bool} NOT NULL DEFAULT FALSE,
+            mtls_enabled {bool} NOT NULL DEFAULT FALSE,
+            admin_token_expires_hours INTEGER,
+            server_key_hash TEXT,
+            server_key_updated_at {real},
+            server_key_updated_by TEXT,
+            created_at {real} NOT NULL
+        )""",
+        """CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            user_id TEXT NOT NULL,
+            display_name TEXT,
+            is_global_banned {bool} NOT NULL DEFAULT FALSE,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL,
+            UNIQUE (network_id, user_id)
+        )""",
+        """CREATE TABLE admins (
+            id TEXT PRIMARY KEY,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            username TEXT NOT NULL,
+            role TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            UNIQUE (network_id, username)
+        )""",
+        """CREATE TABLE credentials (
+            jti TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            subject TEXT NOT NULL,
+            device_id TEXT,
+            issued_at {real} NOT NULL,
+            expires_at {real} NOT NULL,
+            revoked_at {real},
+            grace_until {real},
+            sealed_token TEXT
+        )""",
+        "CREATE INDEX credentials_subject ON credentials (network_id, subject, kind)",
+        """CREATE TABLE certificates (
+            id TEXT PRIMARY KEY,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            name TEXT NOT NULL,
+            certificate_pem TEXT NOT NULL,
+            fingerprint_sha256 TEXT NOT NULL,
+            not_before {real} NOT NULL,
+            not_after {real} NOT NULL,
+            created_at {real} NOT NULL,
+            UNIQUE (network_id, name)
+        )""",
+        """CREATE TABLE settings (
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at {real} NOT NULL,
+            PRIMARY KEY (network_id, name)
+        )""",
+        """CREATE TABLE change_feed (
+            seq {serial},
+            kind TEXT NOT NULL,
+            network_id TEXT,
+            payload TEXT NOT NULL,
+            created_at {real} NOT NULL
+        )""",
+    ),
+)
+
+
+def migration_statements(dialect: str, version: int) -> list[str]:
+    """The DDL of migration `version` (1-based) for `dialect`."""
+    names = DIALECTS[dialect]
+    return [statement.format(**names) for statement in MIGRATIONS[version - 1]]

@@ -1,0 +1,114 @@
+"""SQLite backend: one aiosqlite connection per process (its own thread), WAL mode.
+
+Every statement runs on aiosqlite's worker thread, so nothing blocks the event loop.
+One connection is shared by the process's coroutines, so an asyncio lock keeps a
+transaction's statements from interleaving with another coroutine's. Writers use
+`BEGIN IMMEDIATE`: the file's write lock is taken up front, which also makes feed
+sequence numbers commit in order across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.store.db import Queries, Row, StoreUnavailable
+
+_PARAM = re.compile(r"\$(\d+)")
+BUSY_TIMEOUT_MS = 5000
+
+
+@lru_cache(maxsize=512)
+def _to_sqlite(sql: str) -> str:
+    """`$1` -> `?1`: SQLite binds numbered parameters by position."""
+    return _PARAM.sub(r"?\1", sql)
+
+
+class _Connection(Queries):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        try:
+            await self._conn.execute(_to_sqlite(sql), args)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        try:
+            async with self._conn.execute(_to_sqlite(sql), args) as cursor:
+                return [dict(row) for row in await cursor.fetchall()]
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+class SqliteDatabase:
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._queries = _Connection(conn)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteDatabase:
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: an acknowledged write survives a power loss, not just a process crash.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return cls(conn)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._lock:
+            await self._queries.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        async with self._lock:
+            return await self._queries.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._lock:
+            return await self._queries.fetchrow(sql, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self._lock:
+            await self._queries.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._queries
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            try:
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._conn.execute("ROLLBACK")
+                raise StoreUnavailable(str(exc)) from exc
+
+    async def notify_feed(self, tx: Queries) -> None:
+        """Tailers of a SQLite store poll; nothing to wake."""
+
+    async def listen_feed(self, wake: Callable[[], None]) -> None:
+        """Tailers of a SQLite store poll; nothing to listen to."""
+
+    async def close(self) -> None:
+        await self._conn.close()
