@@ -21,11 +21,13 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.config import Config, load_config
 from gateway.keys import METRICS, RUNTIME
+from gateway.store import StoreUnavailable
 from gateway.tls.context import server_ssl_context
 
 log = logging.getLogger("gateway.server")
 
 RESPAWN_BACKOFF = 0.5
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def run_worker(config: Config, *, reuse_port: bool) -> int:
@@ -37,24 +39,6 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     app = build_app(config)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=config.server.shutdown_timeout,
-        max_line_size=config.server.max_url_bytes,
-        max_field_size=config.server.max_header_bytes,
-    )
-    await runner.setup()
-    try:
-        for site in await _sites(runner, config, reuse_port=reuse_port):
-            await site.start()
-            log.info("listening on %s", site.name)
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
-        await runner.cleanup()
-        return 1
-
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
@@ -69,6 +53,30 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # A forked worker starts with these blocked (see supervise); from here on they are handled.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        max_line_size=config.server.max_url_bytes,
+        max_field_size=config.server.max_header_bytes,
+    )
+    try:
+        await runner.setup()
+    except StoreUnavailable as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    try:
+        for site in await _sites(runner, config, reuse_port=reuse_port):
+            await site.start()
+            log.info("listening on %s", site.name)
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        await runner.cleanup()
+        return 1
+
     await stop.wait()
     log.info("draining in-flight requests (at most %.0fs)", config.server.shutdown_timeout)
     # Stops accepting, lets in-flight requests finish within shutdown_timeout, then
@@ -110,9 +118,12 @@ def supervise(config: Config, workers: int) -> int:
     children: dict[int, int] = {}  # pid -> slot
 
     def spawn(slot: int) -> None:
+        # Signals stay blocked across the fork until the worker's loop handles them, so
+        # a SIGTERM that races a (re)start drains the worker instead of killing it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         pid = os.fork()
         if pid == 0:  # the worker
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in _SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
             code = 1
             try:
@@ -122,6 +133,7 @@ def supervise(config: Config, workers: int) -> int:
             finally:
                 os._exit(code)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         log.info("worker %d started (pid %d)", slot, pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -134,7 +146,7 @@ def supervise(config: Config, workers: int) -> int:
             except ProcessLookupError:
                 pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in _SIGNALS:
         signal.signal(signum, forward)
     for slot in range(workers):
         spawn(slot)
