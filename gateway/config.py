@@ -132,6 +132,8 @@ class Region:
     name: str
     hosts: tuple[str, ...]
     upstreams: tuple[Url, ...]
+    connect_timeout: float | None = None  # None: proxy.connect_timeout
+    read_timeout: float | None = None  # None: proxy.read_timeout
 
 
 @dataclass(frozen=True)
@@ -354,17 +356,24 @@ def _build_regions(raw: object, base: Path) -> RegionsConfig:
         where = f"regions.{name}"
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: got {body!r}, expected {{hosts: [...], upstreams: [...]}}")
+        allowed = ("hosts", "upstreams", "connect_timeout", "read_timeout")
         for key in body:
-            if key not in ("hosts", "upstreams"):
-                raise ConfigError(f"unknown key '{where}.{key}': expected hosts or upstreams")
+            if key not in allowed:
+                raise ConfigError(f"unknown key '{where}.{key}': expected one of {list(allowed)}")
         hosts = _convert(tuple[str, ...], body.get("hosts", []), f"{where}.hosts", base)
         upstreams = _convert(tuple[Url, ...], body.get("upstreams"), f"{where}.upstreams", base)
         if not upstreams:
             raise ConfigError(f"{where}.upstreams: got [], expected at least one URL")
+        timeouts = {
+            key: _convert(Seconds, body[key], f"{where}.{key}", base)
+            for key in ("connect_timeout", "read_timeout")
+            if body.get(key) is not None
+        }
         regions[str(name)] = Region(
             name=str(name),
             hosts=tuple(_host_without_port(h) for h in hosts),
             upstreams=upstreams,
+            **timeouts,
         )
     if not regions:
         raise ConfigError("regions: expected at least one region")

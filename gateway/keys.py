@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from gateway.metrics import Metrics
@@ -12,4 +13,4 @@ RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", Store)
 FEED = web.AppKey("feed", FeedTailer)
 METRICS = web.AppKey("metrics", Metrics)
-
+CLIENT = web.AppKey("client", aiohttp.ClientSession)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.policy import PolicySet, load_policies
+from gateway.proxy.headers import TrustedProxies
+from gateway.proxy.upstreams import RegionPool, build_pools
 
 log = logging.getLogger("gateway.reload")
 
@@ -22,11 +26,22 @@ _RESTART_ONLY = ("server.http", "server.https", "server.workers", "store")
 @dataclass(frozen=True)
 class Settings:
     config: Config
+    policies: PolicySet
+    pools: Mapping[str, RegionPool]
+    trusted_proxies: TrustedProxies
 
 
 def load_settings(config: Config) -> Settings:
-    """Everything derived from config.yaml that a request needs (blocking: file reads)."""
-    return Settings(config=config)
+    """Everything derived from config.yaml that a request needs (blocking: file reads).
+
+    Raises ConfigError, or PolicyError (a ValueError) naming the file, rule and field.
+    """
+    return Settings(
+        config=config,
+        policies=load_policies(config.policies),
+        pools=build_pools(config.regions, config.proxy),
+        trusted_proxies=TrustedProxies(config.server.trusted_proxies),
+    )
 
 
 class Runtime:

@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.config import Config, load_config
 from gateway.keys import METRICS, RUNTIME
+from gateway.protocol import GatewayRunner
 from gateway.store import StoreUnavailable
 from gateway.tls.context import server_ssl_context
 
@@ -55,7 +56,7 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     # A forked worker starts with these blocked (see supervise); from here on they are handled.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
         handle_signals=False,
         access_log=None,

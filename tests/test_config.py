@@ -104,7 +104,7 @@ def test_environment_overrides_two_level_keys_only(tmp_path: Path) -> None:
     assert sqlite_path(config) == Path("/tmp/elsewhere.db")
     assert config.tokens.leeway == 5
     assert config.server.workers == 3
-    with pytest.raises(ConfigError, match="tokens.leeway"):
+    with pytest.raises(ConfigError, match=r"tokens\.leeway"):
         load_config(path, environ={"GATEWAY_TOKENS_LEEWAY": "soon"})
 
 
@@ -127,5 +127,5 @@ def test_a_listener_can_be_disabled(tmp_path: Path) -> None:
     assert load_config(path, environ={}).server.https is None
     raw["server"]["http"] = None
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="at least one of http or https"):
+    with pytest.raises(ConfigError, match=r"at least one of http or https"):
         load_config(path, environ={})

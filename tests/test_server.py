@@ -37,7 +37,8 @@ async def test_fresh_folder_serves_healthz_within_ten_seconds(tmp_path: Path) ->
             async with session.get(f"{gateway.url}/metrics") as response:
                 text = await response.text()
                 assert response.status == 200
-                assert 'gateway_requests_total{method="GET",route="readyz",status="200"} 1.0' in text
+                expected = 'gateway_requests_total{method="GET",route="readyz",status="200"} 1.0'
+                assert expected in text
                 assert "gateway_feed_staleness_seconds" in text
             # The HTTPS listener presents the certificate init made, signed by the gateway CA.
             tls = aiohttp.TCPConnector(ssl=__import__("ssl").create_default_context(
@@ -51,7 +52,7 @@ async def test_fresh_folder_serves_healthz_within_ten_seconds(tmp_path: Path) ->
 
 async def test_bad_config_stops_start_up_with_the_key_named(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"server": {"http": {"host": "127.0.0.1", "port": "eighty"}}})
-    code, out, err = await run_cli("serve", "--config", str(config), timeout=30)
+    code, _out, err = await run_cli("serve", "--config", str(config), timeout=30)
     assert code == 2
     assert "server.http.port" in err and "eighty" in err
 

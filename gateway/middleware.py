@@ -1,0 +1,83 @@
+"""The two middlewares every request passes: the front door and the policy gate.
+
+front: request id (kept if well-formed, else made), metrics and one access-log line.
+gate:  normalise the path, find the first policy rule that matches, enforce it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from gateway.auth.gate import authenticate
+from gateway.errors import bad_request, not_found, permission_denied
+from gateway.keys import METRICS, RUNTIME
+from gateway.policy import Auth, UnsafePath, normalize_path
+from gateway.proxy.headers import request_id_for
+from gateway.requestinfo import INFO, RequestInfo
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+access_log = logging.getLogger("gateway.access")
+
+
+@web.middleware
+async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    info = RequestInfo(request_id=request_id_for(request.headers.get("X-Request-Id")))
+    request[INFO] = info
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = info.request_id
+    elapsed = time.perf_counter() - started
+    metrics = request.app[METRICS]
+    metrics.requests.labels(info.route, request.method, str(response.status)).inc()
+    metrics.latency.labels(info.route).observe(elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info("", extra={"fields": _access_fields(request, info, response, elapsed)})
+    return response
+
+
+def _access_fields(
+    request: web.Request, info: RequestInfo, response: web.StreamResponse, elapsed: float
+) -> dict[str, object]:
+    principal = info.principal
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestId": info.request_id,
+        "method": request.method,
+        "path": info.path or request.path,
+        "status": response.status,
+        "route": info.route,
+        "region": info.region,
+        "upstream": info.upstream,
+        "durationMs": round(elapsed * 1000, 3),
+        "bytesIn": info.bytes_in or request.content_length or 0,
+        "bytesOut": response.body_length,
+        "remote": request.remote,
+        "principal": f"{principal.kind}:{principal.network_id}:{principal.user_id}"
+        if principal
+        else None,
+    }
+
+
+@web.middleware
+async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    info = request[INFO]
+    settings = request.app[RUNTIME].current
+    try:
+        info.path = normalize_path(request.raw_path.partition("?")[0])
+    except UnsafePath as exc:
+        raise bad_request(f"path: {exc}") from None
+    rule = settings.policies.match(request.method, request.host, info.path)
+    if rule is None:
+        raise not_found()
+    info.route = rule.name
+    if rule.auth is Auth.DENY:
+        raise permission_denied()
+    info.principal = await authenticate(request, rule)
+    return await handler(request)

@@ -1,0 +1,196 @@
+"""Forward one HTTP request to an upstream of its region and stream the answer back.
+
+Small bodies (both directions) take a fast path: read whole, sent in one write.
+Anything larger, or of unknown length, is streamed chunk by chunk so memory stays
+flat whatever the size. A request is retried on the next upstream when the first
+could not be connected to (nothing was sent), or, for idempotent methods with a
+replayable body, when the connection failed after sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from gateway.errors import GatewayError, too_large
+from gateway.keys import CLIENT, METRICS
+from gateway.metrics import Metrics
+from gateway.proxy.headers import forwarded_request_headers, forwarded_response_headers
+from gateway.proxy.upstreams import RegionPool, Upstream
+from gateway.requestinfo import INFO
+from gateway.runtime import Settings
+
+log = logging.getLogger("gateway.proxy")
+
+SMALL_BODY = 64 * 1024
+CHUNK = 64 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+def upstream_unavailable() -> GatewayError:
+    return GatewayError(502, "upstream unavailable")
+
+
+def upstream_timeout() -> GatewayError:
+    return GatewayError(504, "upstream timeout")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _StreamedBody:
+    """The client's body as an async iterator that stops at the size limit."""
+
+    def __init__(self, request: web.Request, limit: int) -> None:
+        self._request = request
+        self._limit = limit
+        self.exceeded = False
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._request.content.iter_chunked(CHUNK):
+            self.sent += len(chunk)
+            if self.sent > self._limit:
+                self.exceeded = True
+                raise _BodyTooLarge
+            yield chunk
+
+
+async def forward(request: web.Request, settings: Settings) -> web.StreamResponse:
+    info = request[INFO]
+    config = settings.config
+    region = config.regions.for_host(request.host)
+    pool = settings.pools[region.name]
+    info.region = region.name
+
+    headers = forwarded_request_headers(
+        request.headers,
+        peer=request.remote,
+        scheme=request.scheme,
+        host=request.host,
+        trusted=settings.trusted_proxies,
+        request_id=info.request_id,
+    )
+    if info.principal is not None:
+        headers.update(info.principal.identity_headers())
+
+    limit = config.proxy.max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large()
+    body: bytes | _StreamedBody | None = None
+    if request.body_exists:
+        if length is not None and length <= SMALL_BODY:
+            body = await request.read()
+        else:
+            body = _StreamedBody(request, limit)
+    info.bytes_in = length or 0
+
+    target = info.path + (f"?{request.query_string}" if request.query_string else "")
+    upstream_response = await _send(request, pool, target, headers, body, request[INFO].region)
+    try:
+        if isinstance(body, _StreamedBody):
+            info.bytes_in = body.sent
+        return await _relay(request, upstream_response)
+    finally:
+        upstream_response.release()
+
+
+async def _send(
+    request: web.Request,
+    pool: RegionPool,
+    target: str,
+    headers: object,
+    body: bytes | _StreamedBody | None,
+    region: str | None,
+) -> aiohttp.ClientResponse:
+    session = request.app[CLIENT]
+    metrics = request.app[METRICS]
+    info = request[INFO]
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=pool.timeouts.connect, sock_read=pool.timeouts.read
+    )
+    replayable = not isinstance(body, _StreamedBody)
+    for upstream in pool.candidates():
+        info.upstream = upstream.label
+        started = time.perf_counter()
+        try:
+            response = await session.request(
+                request.method,
+                URL(upstream.label + target, encoded=True),
+                headers=headers,  # type: ignore[arg-type]
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Nothing was sent: always safe to try the next upstream.
+            _count(metrics, pool, upstream, "refused")
+            pool.mark_down(upstream)
+            log.warning("upstream %s refused: %s", upstream.label, exc)
+            continue
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            _count(metrics, pool, upstream, "timeout")
+            raise upstream_timeout() from None
+        except (aiohttp.ClientError, _BodyTooLarge, OSError) as exc:
+            if isinstance(body, _StreamedBody) and body.exceeded:
+                raise too_large() from None
+            _count(metrics, pool, upstream, "reset")
+            if replayable and request.method in IDEMPOTENT:
+                log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
+                continue
+            raise upstream_unavailable() from None
+        _count(metrics, pool, upstream, "ok")
+        metrics.upstream_latency.labels(region, upstream.label).observe(
+            time.perf_counter() - started
+        )
+        return response
+    raise upstream_unavailable()
+
+
+async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    headers = forwarded_response_headers(upstream.headers)
+    headers["X-Request-Id"] = request[INFO].request_id
+    length = upstream.content_length
+    if length is not None and length <= SMALL_BODY and request.method != "HEAD":
+        try:
+            body = await upstream.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _failure(exc) from None
+        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers,
+                            body=body)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # The head is out, so no error body can follow: cut the connection so the
+        # client sees a truncated response rather than a complete-looking one.
+        log.warning("upstream failed mid-body: %r", exc)
+        upstream.close()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _failure(exc: BaseException) -> GatewayError:
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return upstream_timeout()
+    return upstream_unavailable()
+
+
+def _count(metrics: Metrics, pool: RegionPool, upstream: Upstream, outcome: str) -> None:
+    metrics.upstream_requests.labels(pool.name, upstream.label, outcome).inc()

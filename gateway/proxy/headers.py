@@ -1,0 +1,249 @@
+"""Which headers cross the proxy, in each direction. Pure functions: no I/O, no state.
+
+Rules (RFC 9110 7.6.1 and API.md section 4):
+- hop-by-hop headers, and every header named in a `Connection` header, stay on their hop;
+- `X-Gateway-*` is the gateway's to set: a client's copies are always dropped;
+- `X-Forwarded-*`, `Forwarded` and `X-Real-Ip` are believed only from trusted proxies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, MultiMapping
+
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+
+GATEWAY_PREFIX = "x-gateway-"
+
+# Headers about the client's address and the original request (`X-Forwarded-*` as a
+# family, plus these), only as good as their sender.
+_FORWARDED_PREFIX = "x-forwarded-"
+_FORWARDING = frozenset({"forwarded", "x-real-ip"})
+
+# Never copied from the client: aiohttp's client writes Host from the upstream URL,
+# `Expect: 100-continue` was already answered to the client by the gateway (forwarding it
+# would make the upstream call wait for a second 100 that some servers never send), and
+# Content-Length is put back once, below, only if it is sound.
+_REQUEST_DROP = frozenset({"host", "expect", "content-length"})
+
+# Each side of the proxy frames its own body: aiohttp recomputes these when streaming.
+_RESPONSE_DROP = frozenset({"content-length", "transfer-encoding"})
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TrustedProxies:
+    """The peers whose `X-Forwarded-*` headers are believed; parsed once at start-up."""
+
+    __slots__ = ("_networks",)
+
+    def __init__(self, cidrs: Iterable[str] = ()) -> None:
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for cidr in cidrs:
+            try:
+                networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+            except ValueError as exc:
+                raise ValueError(f"not an IP network or address: {cidr!r}") from exc
+        self._networks = tuple(networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({tuple(str(n) for n in self._networks)!r})"
+
+    def trusts(self, peer: str | None) -> bool:
+        """True if `peer` (an address as the socket reports it) is in a trusted network."""
+        address = _parse_ip(peer)
+        if address is None:
+            return False
+        # An IPv4 client of a dual-stack socket shows up as ::ffff:a.b.c.d; match either form.
+        candidates: tuple[IPAddress, ...] = (address,)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates = (address, address.ipv4_mapped)
+        return any(a in network for a in candidates for network in self._networks)
+
+
+def forwarded_request_headers(
+    incoming: MultiMapping[str],
+    *,
+    peer: str | None,
+    scheme: str,
+    host: str | None,
+    trusted: TrustedProxies,
+    request_id: str,
+    keep_upgrade: bool = False,
+) -> CIMultiDict[str]:
+    """The headers to send upstream for a request received with `incoming`.
+
+    `peer` is the socket's remote address (None for a Unix socket), `scheme` and `host`
+    what the client used to reach the gateway. The caller adds its own `X-Gateway-*`
+    headers afterwards.
+
+    `Content-Length` is kept when the client sent one (and no `Transfer-Encoding`): the
+    aiohttp client then sends the streamed body with that fixed length instead of
+    re-chunking it. A chunked request goes out chunked again.
+
+    With `keep_upgrade` (a WebSocket handshake), `Upgrade`, `Connection: Upgrade` and the
+    `Sec-WebSocket-*` headers pass through. A caller that opens its own WebSocket to the
+    upstream (`ClientSession.ws_connect`) negotiates key, version and extensions itself
+    and should pass only `Sec-WebSocket-Protocol` on.
+    """
+    named_by_connection = _connection_tokens(incoming)
+    from_trusted = trusted.trusts(peer)
+    chunked = any(name.lower() == "transfer-encoding" for name in incoming)
+    out: CIMultiDict[str] = CIMultiDict()
+    received_for: list[str] = []
+    upgrade = False
+    for name, value in incoming.items():
+        key = name.lower()
+        if keep_upgrade and (key == "upgrade" or key.startswith("sec-websocket-")):
+            upgrade = upgrade or key == "upgrade"
+            out.add(name, value)
+            continue
+        if key in HOP_BY_HOP or key in named_by_connection or key in _REQUEST_DROP:
+            continue
+        # Servers behind CGI-style stacks read `X_Gateway_User_Id` as `X-Gateway-User-Id`,
+        # so the identity and forwarding checks also look at the `_` -> `-` spelling.
+        canonical = key.replace("_", "-")
+        if canonical.startswith(GATEWAY_PREFIX) or canonical == "x-request-id":  # set below
+            continue
+        if canonical.startswith(_FORWARDED_PREFIX) or canonical in _FORWARDING:
+            if not from_trusted or canonical != key:
+                continue
+            if key == "x-forwarded-for":
+                received_for.append(value)
+                continue
+        out.add(name, value)
+
+    length = _content_length(incoming)
+    if length is not None and not chunked:
+        out["Content-Length"] = length
+    if upgrade:
+        out["Connection"] = "Upgrade"
+
+    client = _ip(peer)
+    chain = [hop.strip() for value in received_for for hop in value.split(",") if hop.strip()]
+    if client is not None:
+        chain.append(str(client))
+    if chain:
+        out["X-Forwarded-For"] = ", ".join(chain)
+    # From a trusted proxy its values stand; we only fill in what it left out.
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = scheme
+    if host is not None and "X-Forwarded-Host" not in out:
+        out["X-Forwarded-Host"] = host
+    if "Forwarded" in out:  # only present when it came from a trusted proxy
+        _append_forwarded(out, client, scheme, host)
+    out["X-Request-Id"] = request_id
+    return out
+
+
+def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:
+    """The upstream response's headers to send back to the client.
+
+    Hop-by-hop and `Connection`-named headers are dropped, and so are `Content-Length`
+    and `Transfer-Encoding`: the body is streamed through, and aiohttp's
+    `StreamResponse` frames it itself (chunked, or a length the caller sets from the
+    upstream's when it wants to). `Content-Encoding` is kept, so the caller must read the
+    upstream body undecoded (`auto_decompress=False`).
+    """
+    named_by_connection = _connection_tokens(upstream)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        key = name.lower()
+        if key in HOP_BY_HOP or key in named_by_connection or key in _RESPONSE_DROP:
+            continue
+        out.add(name, value)
+    return out
+
+
+def valid_request_id(value: str | None) -> bool:
+    """1-128 characters of `A-Z a-z 0-9 . _ : -` (UUIDs in any usual spelling fit)."""
+    return value is not None and _REQUEST_ID.fullmatch(value) is not None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_for(value: str | None) -> str:
+    """The client's `X-Request-Id` if well-formed, else a new one."""
+    return value if value is not None and valid_request_id(value) else new_request_id()
+
+
+def _connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
+    """Lower-cased names listed in every `Connection` header (`close, X-Secret`)."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers.items()
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    )
+
+
+def _content_length(headers: MultiMapping[str]) -> str | None:
+    # Several differing values are a framing error; never pick one of them.
+    values = {v.strip() for k, v in headers.items() if k.lower() == "content-length"}
+    if len(values) != 1:
+        return None
+    (value,) = values
+    return value if value.isascii() and value.isdigit() else None
+
+
+def _parse_ip(peer: str | None) -> IPAddress | None:
+    if not peer:
+        return None
+    try:
+        return ipaddress.ip_address(peer.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _ip(peer: str | None) -> IPAddress | None:
+    """The peer's address, an IPv4-mapped IPv6 one written as plain IPv4."""
+    address = _parse_ip(peer)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _append_forwarded(
+    out: CIMultiDict[str], client: IPAddress | None, scheme: str, host: str | None
+) -> None:
+    """Add our hop to the RFC 7239 `Forwarded` list a trusted proxy started."""
+    if client is None:
+        node = "unknown"
+    elif isinstance(client, ipaddress.IPv6Address):
+        node = f"[{client}]"
+    else:
+        node = str(client)
+    pairs = [f"for={_forwarded_value(node)}", f"proto={_forwarded_value(scheme)}"]
+    if host is not None:
+        pairs.append(f"host={_forwarded_value(host)}")
+    received = ", ".join(out.popall("Forwarded"))
+    out["Forwarded"] = f"{received}, {';'.join(pairs)}"
+
+
+def _forwarded_value(value: str) -> str:
+    if _TOKEN.fullmatch(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

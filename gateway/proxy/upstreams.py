@@ -1,0 +1,57 @@
+"""Each region's upstreams: round-robin, with a cool-down for one that refuses connections."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from yarl import URL
+
+from gateway.config import ProxyConfig, Region, RegionsConfig
+
+
+@dataclass
+class Upstream:
+    url: URL
+    label: str
+    down_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    read: float
+
+
+class RegionPool:
+    def __init__(
+        self,
+        region: Region,
+        proxy: ProxyConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = region.name
+        self.upstreams = tuple(Upstream(URL(url), url) for url in region.upstreams)
+        self.timeouts = Timeouts(
+            connect=region.connect_timeout or proxy.connect_timeout,
+            read=region.read_timeout or proxy.read_timeout,
+        )
+        self._cooldown = proxy.upstream_cooldown
+        self._clock = clock
+        self._turn = itertools.count()
+
+    def candidates(self) -> list[Upstream]:
+        """Every upstream, next in turn first; those cooling down go last (never nowhere)."""
+        start = next(self._turn) % len(self.upstreams)
+        ordered = self.upstreams[start:] + self.upstreams[:start]
+        now = self._clock()
+        return sorted(ordered, key=lambda upstream: upstream.down_until > now)
+
+    def mark_down(self, upstream: Upstream) -> None:
+        upstream.down_until = self._clock() + self._cooldown
+
+
+def build_pools(regions: RegionsConfig, proxy: ProxyConfig) -> Mapping[str, RegionPool]:
+    return {name: RegionPool(region, proxy) for name, region in regions.regions.items()}

@@ -1,0 +1,155 @@
+"""Proxy a WebSocket: open one to the upstream, then pump frames both ways.
+
+Pings and pongs are relayed rather than answered here, so the two real ends see each
+other's liveness. When either side closes, its close code goes to the other side,
+the opposite pump is cancelled, and both sockets are closed: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.errors import GatewayError
+from gateway.keys import CLIENT
+from gateway.proxy.forward import upstream_timeout, upstream_unavailable
+from gateway.proxy.headers import forwarded_request_headers
+from gateway.requestinfo import INFO
+from gateway.runtime import Settings
+
+log = logging.getLogger("gateway.websocket")
+
+MAX_MESSAGE = 16 * 1024 * 1024
+_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR)
+# 1005 (no code) and 1006 (abnormal) are observed, never sent; map them to sendable ones.
+_SENDABLE = {None: 1000, 1005: 1000, 1006: 1011}
+
+AnySocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+def is_websocket_upgrade(request: web.Request) -> bool:
+    connection = request.headers.get("Connection", "").lower()
+    return (
+        request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in (token.strip() for token in connection.split(","))
+    )
+
+
+async def forward_websocket(request: web.Request, settings: Settings) -> web.StreamResponse:
+    info = request[INFO]
+    region = settings.config.regions.for_host(request.host)
+    settings.pools[region.name]
+    info.region = region.name
+    headers = _upstream_headers(request, settings)
+    protocols = [
+        item.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for item in value.split(",")
+        if item.strip()
+    ]
+    target = info.path + (f"?{request.query_string}" if request.query_string else "")
+    upstream = await _connect(request, settings, target, headers, protocols)
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (),
+        autoping=False,
+        max_msg_size=MAX_MESSAGE,
+    )
+    try:
+        await client.prepare(request)
+        await pump_both_ways(client, upstream)
+    finally:
+        await upstream.close()
+    return client
+
+
+async def _connect(
+    request: web.Request,
+    settings: Settings,
+    target: str,
+    headers: CIMultiDict[str],
+    protocols: list[str],
+) -> aiohttp.ClientWebSocketResponse:
+    info = request[INFO]
+    pool = settings.pools[info.region or settings.config.regions.default]
+    session = request.app[CLIENT]
+    for upstream in pool.candidates():
+        info.upstream = upstream.label
+        url = upstream.label.replace("http", "ws", 1) + target
+        try:
+            return await session.ws_connect(
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoping=False,
+                max_msg_size=MAX_MESSAGE,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            pool.mark_down(upstream)
+            continue
+        except aiohttp.WSServerHandshakeError as exc:
+            if 400 <= exc.status < 500:
+                raise GatewayError(exc.status, "upstream refused the WebSocket upgrade") from None
+            raise upstream_unavailable() from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise upstream_timeout() from None
+        except aiohttp.ClientError:
+            raise upstream_unavailable() from None
+    raise upstream_unavailable()
+
+
+def _upstream_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
+    headers = forwarded_request_headers(
+        request.headers,
+        peer=request.remote,
+        scheme=request.scheme,
+        host=request.host,
+        trusted=settings.trusted_proxies,
+        request_id=request[INFO].request_id,
+    )
+    # ws_connect negotiates key, version, extensions and subprotocols itself.
+    for name in [n for n in headers if n.lower().startswith("sec-websocket-")]:
+        del headers[name]
+    principal = request[INFO].principal
+    if principal is not None:
+        headers.update(principal.identity_headers())
+    return headers
+
+
+async def pump_both_ways(client: AnySocket, upstream: AnySocket) -> None:
+    to_upstream = asyncio.create_task(_pump(client, upstream), name="gateway-ws-to-upstream")
+    to_client = asyncio.create_task(_pump(upstream, client), name="gateway-ws-to-client")
+    try:
+        await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (to_upstream, to_client):
+            task.cancel()
+        await asyncio.wait((to_upstream, to_client))
+        for socket in (client, upstream):
+            if not socket.closed:
+                await socket.close()
+
+
+async def _pump(source: AnySocket, sink: AnySocket) -> None:
+    while True:
+        message = await source.receive()
+        kind = message.type
+        if kind == aiohttp.WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif kind == aiohttp.WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif kind == aiohttp.WSMsgType.PING:
+            await sink.ping(message.data)
+        elif kind == aiohttp.WSMsgType.PONG:
+            await sink.pong(message.data)
+        elif kind in _CLOSING:
+            code = source.close_code
+            await sink.close(code=_SENDABLE.get(code, code or 1000),
+                             message=(message.extra or "").encode()[:123]
+                             if isinstance(message.extra, str) else b"")
+            return

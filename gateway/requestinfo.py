@@ -1,0 +1,24 @@
+"""What the gateway learns about one request as it passes through: read by the access
+log and the metrics, written by the policy check and the proxy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.auth.principal import Principal
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    route: str = "unmatched"
+    path: str = ""  # normalised path, the one matched and forwarded
+    region: str | None = None
+    upstream: str | None = None
+    principal: Principal | None = None
+    bytes_in: int = 0
+
+
+INFO = web.RequestKey("info", RequestInfo)

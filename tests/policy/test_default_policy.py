@@ -1,0 +1,109 @@
+"""policies/default.yaml loads and sends each built-in endpoint to the intended rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.policy import Auth, PolicySet, load_policies, normalize_path
+
+DEFAULT = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+
+A = Auth
+MOD, ADMIN = ("moderator",), ("admin",)
+
+
+@pytest.fixture(scope="module")
+def policies() -> PolicySet:
+    return load_policies([DEFAULT])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "auth", "roles", "mtls"),
+    [
+        # client sessions
+        ("POST", "/api/v3/sessions", A.PUBLIC, (), False),
+        ("POST", "/api/v4/sessions", A.PUBLIC, (), False),
+        ("POST", "/api/v5/sessions", A.PUBLIC, (), False),
+        ("POST", "/api/v3/session", A.PUBLIC, (), False),
+        ("GET", "/api/v3/sessions", A.ACCESS_TOKEN, (), False),
+        ("DELETE", "/api/v4/sessions", A.ANY_TOKEN, (), False),
+        ("DELETE", "/api/v4/sessions/users/u1", A.ADMIN_TOKEN, ADMIN, True),
+        ("POST", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
+        ("DELETE", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
+        # secure mode
+        ("GET", "/api/v3/authentication/token", A.PUBLIC, (), True),
+        ("POST", "/api/v4/authentication/token", A.PUBLIC, (), True),
+        ("POST", "/api/v3/networks/server-key", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/networks/server-key", A.ADMIN_TOKEN, ADMIN, True),
+        # admin tokens and console
+        ("POST", "/console/v1/login", A.PUBLIC, (), False),
+        ("POST", "/console/v1/logout", A.PUBLIC, (), False),
+        ("GET", "/api/v1/admin-token", A.ADMIN_TOKEN, MOD, True),
+        ("POST", "/api/v1/admin-token", A.ADMIN_TOKEN, MOD, True),
+        ("DELETE", "/api/v1/admin-token", A.ADMIN_TOKEN, ADMIN, True),
+        # network settings
+        ("GET", "/api/v3/networks/me", A.ADMIN_TOKEN, MOD, True),
+        ("PUT", "/api/v3/networks/me", A.ADMIN_TOKEN, ADMIN, True),
+        ("PUT", "/api/v3/network-settings/security-configs", A.ADMIN_TOKEN, ADMIN, True),
+        ("POST", "/api/v3/networks/certificates", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/networks/certificates", A.ADMIN_TOKEN, ADMIN, True),
+        ("DELETE", "/api/v3/networks/certificates/c1", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/networks/certificates/ca", A.PUBLIC, (), False),
+        ("GET", "/api/v3/notification/setting", A.ADMIN_TOKEN, MOD, True),
+        ("POST", "/api/v3/notification/setting", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/audit-logs", A.ADMIN_TOKEN, ADMIN, True),
+        # operations
+        ("GET", "/healthz", A.PUBLIC, (), False),
+        ("GET", "/readyz", A.PUBLIC, (), False),
+        ("GET", "/metrics", A.PUBLIC, (), False),
+        ("GET", "/.well-known/jwks.json", A.PUBLIC, (), False),
+        # console UI, real-time channels, the proxy
+        ("GET", "/console/", A.PUBLIC, (), False),
+        ("GET", "/console/assets/app.js", A.PUBLIC, (), False),
+        ("GET", "/socket.io/", A.PUBLIC, (), False),
+        ("POST", "/socket.io/", A.PUBLIC, (), False),
+        ("GET", "/mqtt", A.PUBLIC, (), False),
+        ("GET", "/api/v3/posts", A.ANY_TOKEN, (), False),
+        ("POST", "/api/v3/channels/c1/messages", A.ANY_TOKEN, (), False),
+        # a method a built-in path does not serve falls through to the proxy rule
+        ("PATCH", "/api/v3/networks/me", A.ANY_TOKEN, (), False),
+    ],
+)
+def test_routes(
+    policies: PolicySet, method: str, path: str, auth: Auth, roles: tuple[str, ...], mtls: bool
+) -> None:
+    rule = policies.match(method, "api.sg.amity.co:443", normalize_path(path))
+    assert rule is not None
+    assert (rule.auth, rule.roles, rule.mtls) == (auth, roles, mtls), rule.name
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/favicon.ico"),
+        ("POST", "/console/"),
+        ("DELETE", "/healthz"),
+        ("GET", "/apiv3"),
+    ],
+)
+def test_unrouted(policies: PolicySet, method: str, path: str) -> None:
+    assert policies.match(method, None, normalize_path(path)) is None
+
+
+def test_encoded_spelling_reaches_the_same_rule(policies: PolicySet) -> None:
+    plain = policies.match("GET", None, normalize_path("/api/v3/audit-logs"))
+    sneaky = policies.match("GET", None, normalize_path("//api/v3/%61udit-logs/"))
+    assert plain is sneaky is not None
+
+
+def test_every_admin_token_rule_needs_mtls(policies: PolicySet) -> None:
+    admin_rules = [r for r in policies.rules if r.auth is Auth.ADMIN_TOKEN]
+    assert admin_rules and all(r.mtls and r.roles for r in admin_rules)
+
+
+def test_catch_all_api_rule_is_last(policies: PolicySet) -> None:
+    last = policies.rules[-1]
+    assert (last.path, last.auth, last.methods) == ("/api/**", Auth.ANY_TOKEN, None)
