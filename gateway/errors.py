@@ -37,8 +37,10 @@ class GatewayError(Exception):
         code: int | None = None,
         headers: Mapping[str, str] | None = None,
         detail: list[dict[str, Any]] | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
+        self.close_connection = close_connection
         self.status = status
         self.message = message
         self.code = code_for_status(status) if code is None else code
@@ -46,9 +48,12 @@ class GatewayError(Exception):
         self.detail = detail
 
     def response(self) -> web.Response:
-        return error_response(
+        response = error_response(
             self.status, self.message, code=self.code, headers=self.headers, detail=self.detail
         )
+        if self.close_connection:
+            response.force_close()
+        return response
 
 
 def error_response(
@@ -107,7 +112,8 @@ def conflict(message: str) -> GatewayError:
 
 
 def too_large() -> GatewayError:
-    return GatewayError(413, "request too large", code=400000)
+    # The rest of the body is still on its way: close rather than read it all.
+    return GatewayError(413, "request too large", code=400000, close_connection=True)
 
 
 def unavailable(message: str) -> GatewayError:

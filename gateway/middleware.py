@@ -57,7 +57,8 @@ def _access_fields(
         "upstream": info.upstream,
         "durationMs": round(elapsed * 1000, 3),
         "bytesIn": info.bytes_in or request.content_length or 0,
-        "bytesOut": response.body_length,
+        # A Response is written after the middlewares return: its length is known already.
+        "bytesOut": response.body_length if response.prepared else response.content_length or 0,
         "remote": request.remote,
         "principal": f"{principal.kind}:{principal.network_id}:{principal.user_id}"
         if principal

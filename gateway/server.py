@@ -28,6 +28,7 @@ from gateway.tls.context import server_ssl_context
 log = logging.getLogger("gateway.server")
 
 RESPAWN_BACKOFF = 0.5
+LINGERING_SECONDS = 2.0
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -56,14 +57,7 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     # A forked worker starts with these blocked (see supervise); from here on they are handled.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    runner = GatewayRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=config.server.shutdown_timeout,
-        max_line_size=config.server.max_url_bytes,
-        max_field_size=config.server.max_header_bytes,
-    )
+    runner = make_runner(app, config)
     try:
         await runner.setup()
     except StoreUnavailable as exc:
@@ -85,6 +79,20 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
     await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def make_runner(app: web.Application, config: Config) -> GatewayRunner:
+    return GatewayRunner(
+        app,
+        handle_signals=False,
+        access_log=None,  # the front middleware writes the access log
+        shutdown_timeout=config.server.shutdown_timeout,
+        max_line_size=config.server.max_url_bytes,
+        max_field_size=config.server.max_header_bytes,
+        # After an early answer (413) aiohttp reads and drops the rest of the body so
+        # the client sees the answer; bounded, so such a client cannot hold a drain up.
+        lingering_time=LINGERING_SECONDS,
+    )
 
 
 async def _sites(runner: web.AppRunner, config: Config, *, reuse_port: bool) -> list[web.TCPSite]:

@@ -82,3 +82,25 @@ def write_config(folder: Path, overrides: dict[str, Any] | None = None) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+async def raw_request(port: int, head: bytes, body: bytes = b"", host: str = "127.0.0.1",
+                      timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes exactly as given (no client-side normalisation); return status, headers, body."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head_part, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, payload

@@ -1,0 +1,96 @@
+"""A gateway in this process (its real runner and middlewares) in front of real upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.bootstrap import init_files
+from gateway.config import load_config
+from gateway.server import make_runner
+from tests.support import free_port, write_config
+from tests.upstream import running_upstream
+
+PROXY_POLICY = """
+rules:
+  - {name: healthz, match: {path: /healthz, methods: [GET]}, auth: public}
+  - {name: metrics, match: {path: /metrics, methods: [GET]}, auth: public}
+  - {name: denied, match: {path: "/pub/secret/**"}, auth: deny}
+  - {name: public, match: {path: "/pub/**"}, auth: public}
+  - {name: ws, match: {path: /ws}, auth: public}
+  - {name: api, match: {path: "/api/**"}, auth: any_token}
+"""
+
+
+@dataclass
+class ProxySetup:
+    url: str
+    config_path: Path
+    upstreams: dict[str, str]
+    dead_port: int
+    app: web.Application
+
+
+def proxy_config(folder: Path, upstreams: dict[str, str], dead_port: int,
+                 extra: dict[str, Any] | None = None) -> Path:
+    policy = folder / "proxy-policy.yaml"
+    policy.write_text(PROXY_POLICY)
+    overrides: dict[str, Any] = {
+        "regions": {
+            "default": "sg",
+            "eu": {"hosts": ["api.eu.amity.co"], "upstreams": [upstreams["eu"]]},
+            # The first sg upstream refuses connections: requests fail over to the second.
+            "sg": {"hosts": ["api.sg.amity.co", "api.amity.co"],
+                   "upstreams": [f"http://127.0.0.1:{dead_port}", upstreams["sg"]]},
+            "us": {"hosts": ["api.us.amity.co"], "upstreams": [upstreams["us"]],
+                   "read_timeout": "1s"},
+        },
+        "policies": [str(policy)],
+        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+        "proxy": {"read_timeout": "2s", "connect_timeout": "2s",
+                  "max_body_bytes": 64 * 1024 * 1024},
+    }
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(overrides.get(key), dict):
+            overrides[key] = {**overrides[key], **value}
+        else:
+            overrides[key] = value
+    return write_config(folder, overrides)
+
+
+@asynccontextmanager
+async def in_process_gateway(config_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
+    config = load_config(config_path, environ={})
+    await asyncio.to_thread(init_files, config)
+    app = build_app(config)
+    runner = make_runner(app, config)
+    await runner.setup()
+    assert config.server.http is not None
+    site = web.TCPSite(runner, "127.0.0.1", config.server.http.port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{config.server.http.port}", app
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path) -> AsyncIterator[ProxySetup]:
+    async with (
+        running_upstream("eu") as eu,
+        running_upstream("sg") as sg,
+        running_upstream("us") as us,
+    ):
+        upstreams = {"eu": eu, "sg": sg, "us": us}
+        dead_port = free_port()
+        config_path = proxy_config(tmp_path, upstreams, dead_port)
+        async with in_process_gateway(config_path) as (url, app):
+            yield ProxySetup(url, config_path, upstreams, dead_port, app)
