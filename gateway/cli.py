@@ -18,6 +18,7 @@ from gateway.auth.passwords import hash_password
 from gateway.bootstrap import init_files, init_store
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import configure_logging
+from gateway.policy import PolicyError, load_policies
 from gateway.store import AlreadyExists, StoreUnavailable, open_store
 
 ROLES = ("super-admin", "admin", "moderator")
@@ -111,6 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else config.server.workers
     if workers < 1:
         raise UsageError("gateway serve: --workers must be at least 1")
+    try:
+        load_policies(config.policies)  # refuse broken policies before anything starts
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
     init_files(config)
     asyncio.run(init_store(config))
     if workers == 1:

@@ -19,8 +19,14 @@ log = logging.getLogger("gateway.errors")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Size limits share the generic 400000; rate limiting has its own code.
+_SPECIAL_CODES = {413: 400000, 414: 400000, 431: 400000, 429: 400311}
+
+
 def code_for_status(status: int) -> int:
     """The platform's numeric error code: 400 -> 400000, 401 -> 400100, ..., 5xx -> 500000."""
+    if status in _SPECIAL_CODES:
+        return _SPECIAL_CODES[status]
     if 400 <= status < 500:
         return 400000 + (status - 400) * 100
     return 500000
@@ -113,7 +119,7 @@ def conflict(message: str) -> GatewayError:
 
 def too_large() -> GatewayError:
     # The rest of the body is still on its way: close rather than read it all.
-    return GatewayError(413, "request too large", code=400000, close_connection=True)
+    return GatewayError(413, "request too large", close_connection=True)
 
 
 def unavailable(message: str) -> GatewayError:
@@ -128,7 +134,6 @@ _HTTP_EXCEPTION_MESSAGES = {
     414: "URI too long",
     431: "request headers too large",
 }
-_CODE_OVERRIDES = {413: 400000, 414: 400000, 431: 400000}
 
 
 @web.middleware
@@ -142,9 +147,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = _HTTP_EXCEPTION_MESSAGES.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return error_response(
-            exc.status, message, code=_CODE_OVERRIDES.get(exc.status), headers=headers
-        )
+        return error_response(exc.status, message, headers=headers)
     except (ConnectionResetError, web.RequestPayloadError) as exc:
         # The client went away or sent a broken body: nothing useful can be answered.
         log.info("client error on %s %s: %s", request.method, request.path, exc)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from gateway.auth.gate import authenticate
-from gateway.errors import bad_request, not_found, permission_denied
+from gateway.errors import GatewayError, bad_request, not_found, permission_denied
 from gateway.keys import METRICS, RUNTIME
 from gateway.policy import Auth, UnsafePath, normalize_path
 from gateway.proxy.headers import request_id_for
@@ -66,10 +66,15 @@ def _access_fields(
     }
 
 
+MAX_HEADER_BLOCK = 32 * 1024  # one line is limited by the parser (server.max_header_bytes)
+
+
 @web.middleware
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     info = request[INFO]
     settings = request.app[RUNTIME].current
+    if sum(len(name) + len(value) + 4 for name, value in request.raw_headers) > MAX_HEADER_BLOCK:
+        raise GatewayError(431, "request headers too large", close_connection=True)
     try:
         info.path = normalize_path(request.raw_path.partition("?")[0])
     except UnsafePath as exc:

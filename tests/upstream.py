@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from aiohttp import WSMsgType, web
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB, repeated for downloads
+WS_CLOSE_CODES = web.AppKey("ws_close_codes", list[int | None])
 
 
 def pattern_bytes(size: int) -> bytes:
@@ -80,9 +81,15 @@ def upstream_app(name: str) -> web.Application:
                 await ws.send_str(f"echo:{message.data}")
             elif message.type == WSMsgType.BINARY:
                 await ws.send_bytes(message.data[::-1])
+        request.app[WS_CLOSE_CODES].append(ws.close_code)
         return ws
 
+    async def close_codes(request: web.Request) -> web.Response:
+        return web.json_response(request.app[WS_CLOSE_CODES])
+
     app = web.Application(client_max_size=1 << 31)
+    app[WS_CLOSE_CODES] = []
+    app.router.add_get("/pub/ws-close-codes", close_codes)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/pub/ws", websocket)
     app.router.add_get("/pub/download", download)

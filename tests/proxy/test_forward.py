@@ -43,7 +43,9 @@ async def test_a_refusing_upstream_is_skipped_for_the_next(proxy: ProxySetup) ->
     assert 'outcome="refused"' in metrics
 
 
-async def test_unreachable_region_is_502_json(proxy: ProxySetup, tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_unreachable_region_is_502_json(
+    proxy: ProxySetup, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from tests.proxy.conftest import in_process_gateway, proxy_config
 
     dead = {name: f"http://127.0.0.1:{proxy.dead_port}" for name in ("eu", "sg", "us")}
@@ -199,12 +201,14 @@ async def test_chunked_upload_over_the_limit_is_413(proxy: ProxySetup) -> None:
             pass  # the gateway may close the connection while the client is still sending
 
 
-async def test_access_log_line_per_request(proxy: ProxySetup, caplog: pytest.LogCaptureFixture) -> None:
+async def test_access_log_line_per_request(
+    proxy: ProxySetup, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="gateway.access")
     async with aiohttp.ClientSession() as session:
         await _echo(session, f"{proxy.url}/pub/logged", headers={
             "Host": "api.eu.amity.co", "X-Request-Id": "trace-me-1"})
-    entries = [getattr(r, "fields") for r in caplog.records if r.name == "gateway.access"]
+    entries = [r.fields for r in caplog.records if r.name == "gateway.access"]
     entry = next(e for e in entries if e["requestId"] == "trace-me-1")
     assert entry["method"] == "GET" and entry["path"] == "/pub/logged"
     assert entry["status"] == 200 and entry["route"] == "public"

@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# Passthrough benchmark on loopback: upstream nginx directly, nginx as a proxy, HAProxy
+# as a proxy, and the gateway on a `public` route (access log on, then off), all with
+# wrk (HTTP/1.1 keep-alive). See bench/README.md.
+#
+#   bash bench/run.sh          (or: make bench)
+#
+# Settings (environment):
+#   BENCH_DURATION=10      measured seconds per target
+#   BENCH_WARMUP=3         unrecorded warm-up seconds per target, same load
+#   BENCH_CONNECTIONS=64   wrk connections
+#   BENCH_THREADS=1        wrk threads (1-2: wrk shares its core with the upstream)
+#   BENCH_LOAD_CPU=0       core for wrk and the upstream nginx
+#   BENCH_PROXY_CPU=1      core for the proxy under test (alone)
+#   BENCH_GATEWAY_QUIET=1  also measure the gateway with its access log off (0: skip)
+#   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
+#
+# Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
+# bench/results/gateway-*.log (overwritten by the next run).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+RESULTS=$HERE/results
+
+INVOCATION=$(printf '%q ' "$0" "$@")
+INVOCATION=${INVOCATION% }
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-1}
+LOAD_CPU=${BENCH_LOAD_CPU:-0}
+PROXY_CPU=${BENCH_PROXY_CPU:-1}
+GATEWAY_QUIET=${BENCH_GATEWAY_QUIET:-1}
+VENV=${BENCH_VENV:-$ROOT/.venv}
+case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
+
+BENCH_PATH=/api/v3/bench
+# About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`).
+BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],"message":"hello from the upstream"}'
+
+export PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+for arg in "$@"; do
+    case $arg in
+        -h|--help) usage; exit 0 ;;
+        *) die "unexpected argument '$arg' (settings are environment variables; see --help)" ;;
+    esac
+done
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+for name in DURATION WARMUP CONNECTIONS THREADS LOAD_CPU PROXY_CPU; do
+    is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
+done
+((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0)) \
+    || die "BENCH_DURATION, BENCH_CONNECTIONS and BENCH_THREADS must be positive"
+((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+
+GATEWAY=$VENV/bin/gateway
+PYTHON=$VENV/bin/python
+[[ -x $GATEWAY && -x $PYTHON ]] \
+    || die "$GATEWAY not found: create the virtualenv first (make .venv/.installed, or make bench)"
+
+# --- tools ---------------------------------------------------------------------------
+install_missing() {
+    local -a packages=()
+    command -v wrk >/dev/null || packages+=(wrk)
+    command -v nginx >/dev/null || packages+=(nginx)
+    command -v haproxy >/dev/null || packages+=(haproxy)
+    command -v curl >/dev/null || packages+=(curl)
+    command -v taskset >/dev/null || packages+=(util-linux)
+    ((${#packages[@]})) || return 0
+    ((EUID == 0)) || die "missing ${packages[*]}: install them, or run as root to apt-get them"
+    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
+    log "installing ${packages[*]}"
+    # Keep the packages' init scripts from starting system-wide daemons (port 80 etc.).
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    local status=0
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"; } \
+        >&2 || status=$?
+    ((made_policy)) && rm -f "$policy"
+    ((status == 0)) || die "apt-get install ${packages[*]} failed"
+}
+install_missing
+
+CPUS=$(nproc)
+((LOAD_CPU < CPUS && PROXY_CPU < CPUS)) \
+    || die "BENCH_LOAD_CPU/BENCH_PROXY_CPU must be below the $CPUS CPUs available"
+((LOAD_CPU != PROXY_CPU)) || log "warning: load and proxy share core $LOAD_CPU"
+
+# --- processes -----------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+declare -a PIDS=()
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start CPU LOGFILE COMMAND... : run pinned in the background; the pid is in $STARTED.
+start() {
+    local cpu=$1 logfile=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+}
+
+# stop PID: stop one process started by `start` and forget it.
+stop() {
+    local pid=$1 kept=() p
+    stop_pid "$pid"
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# wait_ready NAME PID LOGFILE URL: until URL answers 200 with the upstream's body.
+wait_ready() {
+    local name=$1 pid=$2 logfile=$3 url=$4 i body
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$name exited during start-up (log above: $logfile)"
+        fi
+        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body == "$BODY" ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$logfile" >&2 || true
+    curl -sS -i --max-time 2 "$url" >&2 || true
+    die "$name did not answer 200 with the upstream's body on $url within 30 s"
+}
+
+port() { "$PYTHON" "$HERE/report.py" port; }
+
+# --- configurations ------------------------------------------------------------------
+UP_PORT=$(port)
+NGINX_PROXY_PORT=$(port)
+HAPROXY_PORT=$(port)
+GATEWAY_PORT=$(port)
+
+write_nginx_conf() {  # DIR PORT HTTP-BODY
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+$3
+}
+EOF
+}
+
+write_nginx_conf "$WORK/upstream" "$UP_PORT" "    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        location / {
+            default_type application/json;
+            return 200 '$BODY';
+        }
+    }"
+
+write_nginx_conf "$WORK/nginx-proxy" "$NGINX_PROXY_PORT" "    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PROXY_PORT backlog=4096;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+mkdir -p "$WORK/haproxy"
+cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 20000
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 30s
+
+frontend bench
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend bench_upstream
+
+backend bench_upstream
+    server upstream 127.0.0.1:$UP_PORT
+EOF
+
+mkdir -p "$WORK/gateway"
+cat >"$WORK/gateway/config.yaml" <<EOF
+server:
+  http: {host: 127.0.0.1, port: $GATEWAY_PORT}
+  https: null
+  workers: 1
+store:
+  url: sqlite:///var/gateway.db
+regions:
+  default: local
+  local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
+policies: [policies/bench.yaml]
+EOF
+mkdir -p "$WORK/gateway/policies"
+cat >"$WORK/gateway/policies/bench.yaml" <<'EOF'
+rules:
+  - name: bench-public
+    match: {path: "/**"}
+    auth: public
+EOF
+
+# --- measuring -----------------------------------------------------------------------
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/gateway-*.log
+MANIFEST=$WORK/manifest.tsv
+: >"$MANIFEST"
+declare -a NOTES=()
+
+# measure SLUG LABEL WRK-CPU URL
+measure() {
+    local slug=$1 label=$2 cpu=$3 url=$4 out=$WORK/wrk-$1.txt
+    local -a wrk=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "$url")
+    if ((WARMUP > 0)); then
+        log "$label: warm-up ${WARMUP}s"
+        taskset -c "$cpu" wrk "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" "$url" >/dev/null
+    fi
+    log "$label: measuring ${DURATION}s"
+    taskset -c "$cpu" "${wrk[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed on $label"; }
+    grep -E 'Requests/sec|Non-2xx|Socket errors' "$out" | sed 's/^ */    /' >&2 || true
+    printf '%s\t%s\t%s\t%s\n' "$slug" "$label" "taskset -c $cpu ${wrk[*]}" "$out" >>"$MANIFEST"
+}
+
+# gateway_errors SLUG LOGFILE: explain non-2xx answers or socket errors from the log.
+gateway_errors() {
+    local slug=$1 logfile=$2 out=$WORK/wrk-$1.txt count summary
+    count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "$out")
+    if [[ -z $count ]] && ! grep -Eq 'Socket errors' "$out"; then
+        return 0
+    fi
+    summary=$("$PYTHON" "$HERE/report.py" gateway-log "$logfile")
+    log "$slug: wrk saw errors (non-2xx: ${count:-0}); from the gateway's log:"
+    printf '%s\n' "$summary" >&2
+    NOTES+=("$slug: wrk saw non-2xx: ${count:-0}; $(grep -E 'Socket errors' "$out" \
+        | sed 's/^ *//' || true). Gateway log summary: $(tr '\n' ' ' <<<"$summary")")
+}
+
+start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
+    nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
+UP_PID=$STARTED
+wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
+    "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+# The direct row: nothing proxies, so wrk takes the proxy core.
+measure upstream "upstream nginx (direct)" "$PROXY_CPU" "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+
+start "$PROXY_CPU" "$WORK/nginx-proxy/stdout.log" nginx -p "$WORK/nginx-proxy/" \
+    -c "$WORK/nginx-proxy/nginx.conf" -e "$WORK/nginx-proxy/error.log"
+pid=$STARTED
+wait_ready "nginx proxy" "$pid" "$WORK/nginx-proxy/error.log" \
+    "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
+measure nginx-proxy "nginx proxy" "$LOAD_CPU" "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
+stop "$pid"
+
+haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" || die "haproxy rejected $WORK/haproxy/haproxy.cfg"
+start "$PROXY_CPU" "$WORK/haproxy/haproxy.log" haproxy -db -f "$WORK/haproxy/haproxy.cfg"
+pid=$STARTED
+wait_ready "haproxy" "$pid" "$WORK/haproxy/haproxy.log" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
+measure haproxy "haproxy proxy" "$LOAD_CPU" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
+stop "$pid"
+
+# The gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the caller's shell.
+while IFS= read -r name; do
+    unset "$name"
+done < <(compgen -e | grep '^GATEWAY_' || true)
+
+GW_URL="http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+GW_LOG=$RESULTS/gateway-access-log-on.log
+start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$WORK/gateway/config.yaml"
+pid=$STARTED
+wait_ready "gateway" "$pid" "$GW_LOG" "$GW_URL"
+measure gateway "gateway, public route (access log on)" "$LOAD_CPU" "$GW_URL"
+stop "$pid"
+gateway_errors gateway "$GW_LOG"
+
+if [[ $GATEWAY_QUIET == 1 ]]; then
+    GW_LOG=$RESULTS/gateway-access-log-off.log
+    start "$PROXY_CPU" "$GW_LOG" \
+        "$PYTHON" "$HERE/gateway_quiet.py" serve --config "$WORK/gateway/config.yaml"
+    pid=$STARTED
+    wait_ready "gateway (access log off)" "$pid" "$GW_LOG" "$GW_URL"
+    measure gateway-quiet "gateway, public route (access log off)" "$LOAD_CPU" "$GW_URL"
+    stop "$pid"
+    gateway_errors gateway-quiet "$GW_LOG"
+    NOTES+=("The gateway has no setting to turn the access log off: the 'access log off'
+row runs bench/gateway_quiet.py, the same CLI with the gateway.access logger raised to WARNING.")
+fi
+stop "$UP_PID"
+
+NOTES+=("Pinning: the proxy under test alone on CPU $PROXY_CPU; wrk ($THREADS thread(s))
+and the upstream nginx (1 worker) share CPU $LOAD_CPU. Direct row: upstream nginx on CPU
+$LOAD_CPU, wrk on CPU $PROXY_CPU. nginx and HAProxy run without access logs; the gateway
+writes its log to a file.")
+VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
+VERSIONS+=", $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$PYTHON" -c \
+    'import platform, aiohttp; print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
+NOTES+=("Versions: $VERSIONS.")
+
+REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
+REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_LOAD_CPU=$LOAD_CPU BENCH_PROXY_CPU=$PROXY_CPU"
+REPRODUCE+=" BENCH_GATEWAY_QUIET=$GATEWAY_QUIET bash bench/run.sh"
+
+note_args=()
+for note in "${NOTES[@]}"; do
+    note_args+=(--note "$note")
+done
+echo
+"$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/latest.md" \
+    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}"
+log "written to $RESULTS/latest.md"
