@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 Seconds = NewType("Seconds", float)
-"""A duration in seconds, written in YAML as `30s`, `10m`, `24h`, `1d` or `0`."""
+"""A duration in seconds, written in YAML as `30s`, `10m`, `24h`, `1d` or `0` (and `50ms`)."""
 
 FilePath = NewType("FilePath", str)
 """A path resolved against the config file's folder."""
@@ -32,8 +32,8 @@ Url = NewType("Url", str)
 Cidr = NewType("Cidr", str)
 """An IPv4 or IPv6 network such as `10.0.0.0/8` or a single address."""
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECTION_KEY = re.compile(r"^GATEWAY_([A-Z0-9]+)_([A-Z0-9_]+)$")
 
 
@@ -82,7 +82,7 @@ class ServerConfig:
     max_header_bytes: int = 8190
     cors_origins: tuple[str, ...] = ()
     shutdown_timeout: Seconds = Seconds(30.0)
-    header_timeout: Seconds = Seconds(15.0)
+    access_log: bool = True
 
 
 @dataclass(frozen=True)

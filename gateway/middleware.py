@@ -37,7 +37,9 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
     metrics = request.app[METRICS]
     metrics.requests.labels(info.route, request.method, str(response.status)).inc()
     metrics.latency.labels(info.route).observe(elapsed)
-    if access_log.isEnabledFor(logging.INFO):
+    if request.app[RUNTIME].current.config.server.access_log and access_log.isEnabledFor(
+        logging.INFO
+    ):
         access_log.info("", extra={"fields": _access_fields(request, info, response, elapsed)})
     return response
 

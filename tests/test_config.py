@@ -26,7 +26,7 @@ def test_the_shipped_config_has_the_three_regions_and_sg_by_default() -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30s", 30), ("10m", 600), ("24h", 86400), ("1d", 86400), ("365d", 365 * 86400),
-     ("0", 0), (0, 0)],
+     ("0", 0), (0, 0), ("50ms", 0.05)],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
