@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
-from gateway.api import ops
+from gateway.api import ops, secure, sessions
+from gateway.auth.loader import load_token_service
+from gateway.auth.tokens import TokenService
 from gateway.config import Config
 from gateway.errors import error_middleware
-from gateway.keys import CLIENT, FEED, METRICS, RUNTIME, STORE
+from gateway.keys import AUTH_STATE, CLIENT, FEED, METRICS, RUNTIME, STORE, TOKENS
 from gateway.metrics import Metrics
 from gateway.middleware import front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
@@ -19,6 +22,7 @@ from gateway.runtime import Runtime, load_settings
 from gateway.store import Clock, FeedTailer, open_store
 
 SERVER_HEADER = "gateway"
+PRUNE_INTERVAL = 600.0
 
 
 def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
@@ -32,6 +36,8 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app.cleanup_ctx.append(_upstream_client)
     app.on_response_prepare.append(_server_header)
     ops.add_routes(app)
+    sessions.add_routes(app)
+    secure.add_routes(app)
     proxy.add_routes(app)
     return app
 
@@ -42,19 +48,43 @@ def _store_and_feed(
     async def context(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(config)
         store.clock = clock
+        # Read the feed position first: entries after it are replayed over the snapshot
+        # the token service loads next (applying one twice is harmless).
         feed = FeedTailer(
             store,
             poll_interval=config.store.feed_poll_interval,
             start_seq=await store.latest_seq(),
         )
+        tokens = await load_token_service(config, store, clock)
+        reloads: set[asyncio.Task[None]] = set()
+
+        def reload_keys() -> None:
+            task = asyncio.create_task(tokens.ring.load(), name="gateway-keys-reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        tokens.state.on_keys_rotated = reload_keys
+        feed.subscribe(tokens.state.apply)
         app[STORE] = store
         app[FEED] = feed
+        app[TOKENS] = tokens
+        app[AUTH_STATE] = tokens.state
         await feed.start()
+        pruning = asyncio.create_task(_prune_forever(tokens), name="gateway-revocation-prune")
         yield
+        pruning.cancel()
+        await asyncio.wait([pruning, *reloads])
         await feed.stop()
+        await tokens.cache.close()
         await store.close()
 
     return context
+
+
+async def _prune_forever(tokens: TokenService) -> None:
+    while True:
+        await asyncio.sleep(PRUNE_INTERVAL)
+        tokens.state.prune()
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:

@@ -12,10 +12,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from gateway.auth.passwords import hash_password
 from gateway.bootstrap import init_files, init_store
+from gateway.cli_tokens import NotFound, admin_token, mint_tokens, rotate_keys
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import configure_logging
 from gateway.policy import PolicyError, load_policies
@@ -83,6 +85,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of standard input",
     )
     create_admin.set_defaults(run=cmd_admin_create)
+
+    update_network = network.add_parser("update", help="change a network's settings")
+    _add_config(update_network)
+    update_network.add_argument("--network", required=True, help="network id")
+    update_network.add_argument("--secure", choices=("on", "off"), help="secure mode")
+    update_network.set_defaults(run=cmd_network_update)
+
+    token = admin.add_parser("token", help="issue an admin token for a console user")
+    _add_config(token)
+    token.add_argument("--network", required=True, help="network id")
+    token.add_argument("--username", required=True)
+    token.set_defaults(run=cmd_admin_token)
+
+    tokens = commands.add_parser("tokens", help="credentials for load tests").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    mint = tokens.add_parser("mint", help="write N tokens to a CSV file (userId,token)")
+    _add_config(mint)
+    mint.add_argument("--network", required=True, help="network id")
+    mint.add_argument("--users", required=True, type=int)
+    mint.add_argument("--kind", choices=("access", "admin"), default="access")
+    mint.add_argument("--expired", action="store_true", help="tokens already past expiry")
+    mint.add_argument("--revoked", action="store_true", help="tokens already revoked")
+    mint.add_argument("--out", required=True)
+    mint.set_defaults(run=cmd_tokens_mint)
+
+    keys = commands.add_parser("keys", help="token signing keys").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    rotate = keys.add_parser("rotate", help="a new signing key signs from now on")
+    _add_config(rotate)
+    rotate.set_defaults(run=cmd_keys_rotate)
     return parser
 
 
@@ -174,6 +208,55 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
         _print(asyncio.run(create()))
     except AlreadyExists as exc:
         raise CommandError(f"gateway admin create: {exc}") from None
+    return 0
+
+
+def cmd_network_update(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.secure is None:
+        raise UsageError("gateway network update: nothing to change (use --secure on|off)")
+
+    async def update() -> dict[str, Any]:
+        store = await open_store(config)
+        try:
+            network = await store.set_network_flags(args.network, secure=args.secure == "on")
+        finally:
+            await store.close()
+        if network is None:
+            raise CommandError(f"gateway network update: network {args.network!r} not found")
+        return {"networkId": network.id, "useSecureAuthentication":
+                network.use_secure_authentication, "mtlsEnabled": network.mtls_enabled}
+
+    _print(asyncio.run(update()))
+    return 0
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        _print(asyncio.run(admin_token(config, args.network, args.username)))
+    except NotFound as exc:
+        raise CommandError(f"gateway admin token: {exc}") from None
+    return 0
+
+
+def cmd_tokens_mint(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not 1 <= args.users <= 10_000_000:
+        raise UsageError("gateway tokens mint: --users must be 1-10000000")
+    try:
+        result = asyncio.run(mint_tokens(
+            config, args.network, args.users, args.kind, expired=args.expired,
+            revoked=args.revoked, out=Path(args.out),
+        ))
+    except NotFound as exc:
+        raise CommandError(f"gateway tokens mint: {exc}") from None
+    _print(result)
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    _print(asyncio.run(rotate_keys(_config(args))))
     return 0
 
 

@@ -111,7 +111,7 @@ class TokensConfig:
     admin_token_ttl: Seconds = Seconds(365 * 86400.0)
     admin_rotation_grace: Seconds = Seconds(86400.0)
     leeway: Seconds = Seconds(30.0)
-    algorithms: tuple[str, ...] = ("EdDSA",)
+    algorithms: tuple[str, ...] = ("ES256",)
 
 
 @dataclass(frozen=True)

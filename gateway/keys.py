@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from gateway.auth.state import AuthState
+from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
 from gateway.store import FeedTailer, Store
@@ -14,3 +16,5 @@ STORE = web.AppKey("store", Store)
 FEED = web.AppKey("feed", FeedTailer)
 METRICS = web.AppKey("metrics", Metrics)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+AUTH_STATE = web.AppKey("auth_state", AuthState)
+TOKENS = web.AppKey("tokens", TokenService)

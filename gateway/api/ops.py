@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.errors import error_response
-from gateway.keys import FEED, METRICS, RUNTIME, STORE
+from gateway.keys import FEED, METRICS, RUNTIME, STORE, TOKENS
 from gateway.metrics import PROMETHEUS_CONTENT_TYPE
 from gateway.store import StoreUnavailable
 
@@ -32,6 +32,8 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(
             f"change feed {staleness:.1f}s behind (bound {config.store.feed_max_lag:.1f}s)"
         )
+    if not app[TOKENS].ring.loaded:
+        problems.append("no signing key loaded")
     if problems:
         return error_response(503, "; ".join(problems))
     return web.json_response(
@@ -49,7 +51,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=registry.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(request.app[TOKENS].ring.jwks(),
+                             headers={"Cache-Control": "public, max-age=60"})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/.well-known/jwks.json", jwks, name="jwks")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")

@@ -5,16 +5,49 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth.principal import Principal
-from gateway.errors import unauthorized
-from gateway.policy import Auth, Rule
+from gateway.auth.tokens import bearer_token
+from gateway.errors import GatewayError, invalid_token, permission_denied, unauthorized
+from gateway.keys import AUTH_STATE, TOKENS
+from gateway.policy import Auth, Rule, role_allows
+from gateway.proxy.headers import is_websocket_upgrade
+
+
+def user_banned() -> GatewayError:
+    return GatewayError(403, "User is global banned.", code=400312)
+
+
+def request_token(request: web.Request) -> str | None:
+    """The bearer token; on WebSocket upgrades `?token=` too (browsers cannot set headers)."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None and is_websocket_upgrade(request.headers):
+        token = request.query.get("token")
+    return token
 
 
 async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
-    """None for public routes; a token-checked route needs the token service.
-
-    Until tokens are issued by this gateway, no credential can be valid, so every
-    route that needs one answers 401 "Unauthorized".
-    """
+    """None for public routes; else the caller, or the contract's 401/403."""
     if rule.auth is Auth.PUBLIC:
         return None
-    raise unauthorized()
+    token = request_token(request)
+    if token is None:
+        raise unauthorized()
+    claims = await request.app[TOKENS].verify(token)
+    if rule.auth is Auth.ACCESS_TOKEN and claims.kind != "access":
+        raise invalid_token()
+    if rule.auth is Auth.ADMIN_TOKEN and claims.kind != "admin":
+        raise permission_denied()
+    principal = Principal(
+        user_id=claims.sub,
+        network_id=claims.nid,
+        kind=claims.kind,
+        role=claims.role if claims.kind == "admin" and claims.role else "user",
+        token_id=claims.jti,
+        expires_at=claims.exp,
+    )
+    if principal.kind == "access" and request.app[AUTH_STATE].is_banned(
+        principal.network_id, principal.user_id
+    ):
+        raise user_banned()
+    if not role_allows(rule.roles, principal.role):
+        raise permission_denied()
+    return principal

@@ -12,6 +12,7 @@ class Principal:
     kind: str  # "access" | "admin"
     role: str  # "user" for access tokens, else the console role
     token_id: str = ""
+    expires_at: float = 0.0
     client_cert_sha256: str | None = None
 
     def identity_headers(self) -> dict[str, str]:

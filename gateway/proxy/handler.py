@@ -11,7 +11,7 @@ from gateway.proxy.websocket import forward_websocket, is_websocket_upgrade
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
     settings = request.app[RUNTIME].current
-    if is_websocket_upgrade(request):
+    if is_websocket_upgrade(request.headers):
         return await forward_websocket(request, settings)
     return await forward(request, settings)
 

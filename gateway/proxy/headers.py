@@ -174,6 +174,12 @@ def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:
     return out
 
 
+def is_websocket_upgrade(headers: MultiMapping[str]) -> bool:
+    """`Upgrade: websocket` with `upgrade` among the `Connection` tokens."""
+    upgrade = headers.get("Upgrade", "")
+    return upgrade.lower() == "websocket" and "upgrade" in _connection_tokens(headers)
+
+
 def valid_request_id(value: str | None) -> bool:
     """1-128 characters of `A-Z a-z 0-9 . _ : -` (UUIDs in any usual spelling fit)."""
     return value is not None and _REQUEST_ID.fullmatch(value) is not None

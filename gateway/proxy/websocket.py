@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from gateway.errors import GatewayError
 from gateway.keys import CLIENT
 from gateway.proxy.forward import upstream_timeout, upstream_unavailable
-from gateway.proxy.headers import forwarded_request_headers
+from gateway.proxy.headers import forwarded_request_headers, is_websocket_upgrade
 from gateway.requestinfo import INFO
 from gateway.runtime import Settings
 
@@ -31,13 +31,7 @@ _SENDABLE = {None: 1000, 1005: 1000, 1006: 1011}
 
 AnySocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
-
-def is_websocket_upgrade(request: web.Request) -> bool:
-    connection = request.headers.get("Connection", "").lower()
-    return (
-        request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in (token.strip() for token in connection.split(","))
-    )
+__all__ = ["forward_websocket", "is_websocket_upgrade", "pump_both_ways"]
 
 
 async def forward_websocket(request: web.Request, settings: Settings) -> web.StreamResponse:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from gateway.config import Config, sqlite_path
+from gateway.store.core import AlreadyExists, Clock
+from gateway.store.credentials import AuthTokenResult, IssuedCredential
 from gateway.store.db import Database, StoreUnavailable
 from gateway.store.feed import FeedTailer
-from gateway.store.models import Admin, Change, Network
-from gateway.store.store import AlreadyExists, Clock, Store
+from gateway.store.models import Admin, Change, Network, User
+from gateway.store.store import Store
 
 __all__ = [
     "Admin",
     "AlreadyExists",
+    "AuthTokenResult",
     "Change",
     "Clock",
     "FeedTailer",
+    "IssuedCredential",
     "Network",
     "Store",
     "StoreUnavailable",
+    "User",
     "open_store",
 ]
 

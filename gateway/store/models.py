@@ -18,6 +18,17 @@ class Network:
 
 
 @dataclass(frozen=True)
+class User:
+    id: str  # the platform's `_id`
+    network_id: str
+    user_id: str
+    display_name: str | None
+    is_global_banned: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
 class Admin:
     id: str
     network_id: str

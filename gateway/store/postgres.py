@@ -21,6 +21,7 @@ from gateway.store.db import Queries, Row, StoreUnavailable
 log = logging.getLogger("gateway.store")
 
 FEED_CHANNEL = "gateway_feed"
+CLOSE_TIMEOUT = 5.0
 FEED_LOCK_KEY = 0x6761_7465  # any constant shared by every gateway process
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
                 asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
@@ -39,6 +40,9 @@ class _Queries(Queries):
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         row = await self._conn.fetchrow(sql, *args)
         return dict(row) if row is not None else None
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
 
 
 class PostgresDatabase:
@@ -59,6 +63,8 @@ class PostgresDatabase:
             conn = await asyncpg.connect(dsn, timeout=5)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # another instance created it at the same moment
             finally:
                 await conn.close()
             pool = await asyncpg.create_pool(
@@ -87,6 +93,10 @@ class PostgresDatabase:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         return dict(row) if row is not None else None
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
@@ -138,7 +148,13 @@ class PostgresDatabase:
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.wait([self._listen_task])
-        await self._pool.close()
+        try:
+            # Graceful close waits for every connection to come back; a query cancelled
+            # mid-flight can hold one up, so the wait is bounded.
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("PostgreSQL pool did not close in %.0fs; terminating", CLOSE_TIMEOUT)
+            self._pool.terminate()
 
     async def drop_schema(self) -> None:
         """Remove this store's schema (tests give every run its own)."""

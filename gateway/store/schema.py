@@ -88,6 +88,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created_at {real} NOT NULL
         )""",
     ),
+    # 2: the token service: signing keys (private halves sealed), device ownership.
+    (
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            algorithm TEXT NOT NULL,
+            public_pem TEXT NOT NULL,
+            sealed_private TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            retired_at {real},
+            max_exp {real} NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE devices (
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            device_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            bound_at {real} NOT NULL,
+            PRIMARY KEY (network_id, device_id)
+        )""",
+        "CREATE INDEX credentials_device ON credentials (network_id, device_id)",
+        "CREATE INDEX credentials_revoked ON credentials (revoked_at, expires_at)",
+    ),
 )
 
 

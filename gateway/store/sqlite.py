@@ -42,6 +42,12 @@ class _Connection(Queries):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(_to_sqlite(sql), rows)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         try:
             async with self._conn.execute(_to_sqlite(sql), args) as cursor:
@@ -88,6 +94,10 @@ class SqliteDatabase:
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         async with self._lock:
             return await self._queries.fetchrow(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:

@@ -87,13 +87,13 @@ async def test_tailer_delivers_new_entries_to_subscribers(store: Store, store_co
     feed = FeedTailer(store, poll_interval=config.store.feed_poll_interval,
                       start_seq=await store.latest_seq())
     feed.subscribe(on_change)
-    await feed.start()
+    await asyncio.wait_for(feed.start(), 5)
     try:
         for i in range(3):
-            await store.publish("test.tail", "net", {"i": i})
+            await asyncio.wait_for(store.publish("test.tail", "net", {"i": i}), 5)
         await asyncio.wait_for(arrived.wait(), 5)
     finally:
-        await feed.stop()
+        await asyncio.wait_for(feed.stop(), 5)
     assert [c.payload["i"] for c in received] == [0, 1, 2]
     assert all(c.network_id == "net" for c in received)
     assert feed.last_seq == received[-1].seq

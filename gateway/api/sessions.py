@@ -1,0 +1,177 @@
+"""Client sessions (API.md section 3): log in, check, revoke; global bans."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.body import field_error, json_object, text_field
+from gateway.auth.gate import user_banned
+from gateway.auth.principal import Principal
+from gateway.errors import GatewayError, invalid_token, not_found, permission_denied, unauthorized
+from gateway.keys import AUTH_STATE, RUNTIME, STORE, TOKENS
+from gateway.policy import role_allows
+from gateway.requestinfo import INFO
+from gateway.store import User
+from gateway.timefmt import iso
+
+DEVICE_KINDS = ("ios", "android", "web", "node")
+SUCCESS = {"success": True}
+
+
+def user_not_found() -> GatewayError:
+    return not_found("userId Not Found.")
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "_id": user.id,
+        "userId": user.user_id,
+        "displayName": user.display_name,
+        "isGlobalBanned": user.is_global_banned,
+        "createdAt": iso(user.created_at),
+        "updatedAt": iso(user.updated_at),
+    }
+
+
+def _check_device_info(body: dict[str, Any]) -> None:
+    info = body.get("deviceInfo")
+    if info is None:
+        return
+    if not isinstance(info, dict):
+        raise field_error("deviceInfo", "must be an object")
+    kind = info.get("kind")
+    if kind is not None and kind not in DEVICE_KINDS:
+        raise field_error("deviceInfo.kind", f"must be one of {', '.join(DEVICE_KINDS)}")
+    text_field(info, "model", max_length=500, min_length=0, where="deviceInfo.model")
+    text_field(info, "sdkVersion", max_length=30, min_length=0, where="deviceInfo.sdkVersion")
+
+
+async def create_session(request: web.Request) -> web.Response:
+    app = request.app
+    store, tokens = app[STORE], app[TOKENS]
+    config = app[RUNTIME].current.config
+    api_key = request.headers.get("x-api-key", "")
+    network = await store.network_by_api_key(api_key) if api_key else None
+    if network is None:
+        raise unauthorized()
+    body = await json_object(request)
+    user_id = text_field(body, "userId", max_length=50, required=True)
+    device_id = text_field(body, "deviceId", max_length=150, required=True)
+    display_name = text_field(body, "displayName", max_length=100, min_length=0)
+    auth_token = body.get("authToken")
+    if auth_token is not None and not isinstance(auth_token, str):
+        raise field_error("authToken", "must be a string")
+    _check_device_info(body)
+    assert user_id is not None and device_id is not None
+
+    existing = await store.get_user(network.id, user_id)
+    if existing is not None and existing.is_global_banned:
+        raise user_banned()
+    if network.use_secure_authentication:
+        if not auth_token:
+            raise unauthorized()
+        result = await store.consume_auth_token(
+            hash_secret(auth_token), network.id, user_id, config.tokens.leeway
+        )
+        if result == "expired":
+            raise GatewayError(401, "token expired")
+        if result != "ok":
+            raise invalid_token()
+    user = await store.upsert_user(network.id, user_id, display_name)
+    ttl = (config.tokens.access_ttl_secure if network.use_secure_authentication
+           else config.tokens.access_ttl_unsecure)
+    token, credential = await tokens.issue(
+        kind="access", network_id=network.id, subject=user_id, ttl=ttl, device_id=device_id
+    )
+    for jti, exp in await store.record_credential(credential, claim_device=True):
+        tokens.state.revoked[jti] = exp  # this process at once; others through the feed
+    request[INFO].principal = Principal(
+        user_id, network.id, "access", "user", credential.jti, credential.expires_at
+    )
+    return web.json_response({
+        "accessToken": token,
+        "issuedAt": iso(credential.issued_at),
+        "expiresAt": iso(credential.expires_at),
+        "users": [user_json(user)],
+    })
+
+
+async def verify_session(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    return web.json_response(
+        {"valid": True, "userId": principal.user_id, "expiresAt": iso(principal.expires_at)}
+    )
+
+
+async def revoke_sessions(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    target = request.query.get("userId")
+    if target is None:
+        if principal.kind != "access":
+            raise field_error("userId", "is required with an admin token")
+        await _revoke(request, await request.app[STORE].revoke_token(
+            principal.network_id, principal.token_id))
+        return web.json_response(SUCCESS)
+    return await _revoke_user(request, principal, target)
+
+
+async def revoke_user_sessions(request: web.Request) -> web.Response:
+    return await _revoke_user(request, _principal(request), request.match_info["user_id"])
+
+
+async def _revoke_user(request: web.Request, principal: Principal, user_id: str) -> web.Response:
+    if principal.kind != "admin" or not role_allows(("admin",), principal.role):
+        raise permission_denied()
+    store = request.app[STORE]
+    if await store.get_user(principal.network_id, user_id) is None:
+        raise user_not_found()
+    await _revoke(request, await store.revoke_subject(principal.network_id, user_id, "access"))
+    return web.json_response(SUCCESS)
+
+
+async def ban_user(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    banned = request.method == "POST"
+    user = await request.app[STORE].set_banned(
+        principal.network_id, request.match_info["user_id"], banned
+    )
+    if user is None:
+        raise user_not_found()
+    state = request.app[AUTH_STATE]
+    key = (principal.network_id, user.user_id)
+    if banned:
+        state.banned.add(key)
+    else:
+        state.banned.discard(key)
+    return web.json_response(SUCCESS)
+
+
+async def _revoke(request: web.Request, tokens: list[tuple[str, float]]) -> None:
+    state = request.app[AUTH_STATE]
+    for jti, exp in tokens:
+        state.revoked[jti] = exp
+
+
+def _principal(request: web.Request) -> Principal:
+    principal = request[INFO].principal
+    if principal is None:  # the policy must demand a token for these routes
+        raise unauthorized()
+    return principal
+
+
+def hash_secret(secret: str) -> str:
+    """Server keys and auth tokens are random 256-bit secrets: SHA-256 is enough to store."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def add_routes(app: web.Application) -> None:
+    for path in ("/api/v3/sessions", "/api/v4/sessions", "/api/v5/sessions", "/api/v3/session"):
+        app.router.add_post(path, create_session)
+    app.router.add_get("/api/v3/sessions", verify_session)
+    app.router.add_delete("/api/v4/sessions", revoke_sessions)
+    app.router.add_delete("/api/v4/sessions/users/{user_id}", revoke_user_sessions)
+    app.router.add_post("/api/v3/users/{user_id}/ban", ban_user)
+    app.router.add_delete("/api/v3/users/{user_id}/ban", ban_user)

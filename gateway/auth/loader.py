@@ -1,0 +1,38 @@
+"""Bring the token service up from the store: keys, revocations, bans, network flags."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.auth.keyring import KeyRing
+from gateway.auth.sealing import Sealer
+from gateway.auth.state import AuthState, NetworkFlags
+from gateway.auth.tokens import TokenService
+from gateway.bootstrap import kek_path
+from gateway.config import Config
+from gateway.store import Clock, Store
+
+
+async def open_sealer(config: Config) -> Sealer:
+    return await asyncio.to_thread(Sealer.from_file_or_env, Path(kek_path(config)))
+
+
+async def load_token_service(config: Config, store: Store, clock: Clock) -> TokenService:
+    sealer = await open_sealer(config)
+    ring = KeyRing(store, sealer, config.tokens.algorithms[0], clock)
+    await ring.load()
+    if not ring.loaded:
+        await ring.ensure_signing_key()
+    state = AuthState(clock=clock)
+    for jti, exp in await store.live_revocations():
+        state.revoked[jti] = exp
+    state.banned.update(await store.banned_users())
+    for network in await store.list_networks():
+        state.networks[network.id] = NetworkFlags(
+            secure=network.use_secure_authentication, mtls=network.mtls_enabled
+        )
+    return TokenService(
+        ring, state, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
+        clock=clock,
+    )

@@ -1,0 +1,66 @@
+"""What token checks need beyond a valid signature, held in memory and fed by the change feed.
+
+Loaded once from the store at start; afterwards every change arrives through the feed,
+so a check never touches the database. Revoked token ids are kept only until the token
+would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.store import Change
+
+
+@dataclass
+class NetworkFlags:
+    secure: bool = False
+    mtls: bool = False
+
+
+@dataclass
+class AuthState:
+    clock: Callable[[], float] = time.time
+    revoked: dict[str, float] = field(default_factory=dict)  # jti -> exp
+    superseded: dict[str, float] = field(default_factory=dict)  # admin jti -> grace end
+    banned: set[tuple[str, str]] = field(default_factory=set)  # (networkId, userId)
+    networks: dict[str, NetworkFlags] = field(default_factory=dict)
+    on_keys_rotated: Callable[[], None] | None = None
+
+    def is_revoked(self, jti: str) -> bool:
+        return jti in self.revoked
+
+    def is_banned(self, network_id: str, user_id: str) -> bool:
+        return (network_id, user_id) in self.banned
+
+    def apply(self, change: Change) -> None:
+        payload = change.payload
+        if change.kind == "tokens.revoked":
+            for jti, exp in payload["tokens"]:
+                self.revoked[jti] = float(exp)
+                self.superseded.pop(jti, None)
+        elif change.kind == "tokens.superseded":
+            for jti, grace_until in payload["tokens"]:
+                self.superseded[jti] = float(grace_until)
+        elif change.kind in ("user.banned", "user.unbanned") and change.network_id:
+            key = (change.network_id, payload["userId"])
+            if change.kind == "user.banned":
+                self.banned.add(key)
+            else:
+                self.banned.discard(key)
+        elif change.kind in ("network.created", "network.updated") and change.network_id:
+            flags = self.networks.setdefault(change.network_id, NetworkFlags())
+            flags.secure = bool(payload.get("secure", flags.secure))
+            flags.mtls = bool(payload.get("mtls", flags.mtls))
+        elif change.kind == "keys.rotated" and self.on_keys_rotated is not None:
+            self.on_keys_rotated()
+
+    def prune(self) -> int:
+        """Forget revocations of tokens that have expired anyway; return how many."""
+        now = self.clock()
+        spent = [jti for jti, exp in self.revoked.items() if exp < now - 3600]
+        for jti in spent:
+            del self.revoked[jti]
+        return len(spent)

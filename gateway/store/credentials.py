@@ -1,0 +1,231 @@
+"""Signing keys, issued credentials, auth tokens and revocations.
+
+Every access and admin token issued is recorded by its `jti` (never the token itself,
+except an admin token sealed for retrieval), so revoking "all of a user's tokens" or
+"every token bound to a device" is an exact list of ids put on the change feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.store.core import StoreCore
+from gateway.store.db import Queries
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    jti: str
+    kind: str  # "access" | "admin"
+    network_id: str
+    subject: str
+    issued_at: float
+    expires_at: float
+    kid: str
+    device_id: str | None = None
+    sealed_token: str | None = None
+
+
+AuthTokenResult = Literal["ok", "invalid", "expired"]
+
+
+class CredentialQueries(StoreCore):
+    # -- signing keys ---------------------------------------------------------------
+
+    async def add_signing_key(
+        self, kid: str, algorithm: str, public_pem: str, sealed_private: str, *, rotate: bool
+    ) -> bool:
+        """Store a key. Without `rotate`, only if no key may sign yet; return if stored."""
+        async with self.db.transaction() as tx:
+            active = await tx.fetchrow(
+                "SELECT kid FROM signing_keys WHERE retired_at IS NULL"
+            )
+            if active is not None and not rotate:
+                return False
+            now = self.clock()
+            await tx.execute(
+                "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL", now
+            )
+            await tx.execute(
+                "INSERT INTO signing_keys (kid, algorithm, public_pem, sealed_private,"
+                " created_at, max_exp) VALUES ($1, $2, $3, $4, $5, $6)",
+                kid, algorithm, public_pem, sealed_private, now, 0.0,
+            )
+            await self.append_change(tx, "keys.rotated", None, {"kid": kid})
+        return True
+
+    async def signing_keys(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT kid, algorithm, sealed_private, created_at, retired_at, max_exp"
+            " FROM signing_keys ORDER BY created_at"
+        )
+        return [dict(row) for row in rows]
+
+    # -- issued tokens --------------------------------------------------------------
+
+    async def record_credential(
+        self, credential: IssuedCredential, *, claim_device: bool = False
+    ) -> list[tuple[str, float]]:
+        """Record an issued token; with `claim_device`, the device passes to its subject.
+
+        When the device was another user's, every earlier token bound to it is revoked
+        in the same transaction; those (jti, exp) pairs are returned.
+        """
+        revoked: list[tuple[str, float]] = []
+        async with self.db.transaction() as tx:
+            if claim_device and credential.device_id is not None:
+                revoked = await self._claim_device(tx, credential)
+            await _insert_credentials(tx, [credential])
+            await tx.execute(
+                "UPDATE signing_keys SET max_exp = $2 WHERE kid = $1 AND max_exp < $2",
+                credential.kid, credential.expires_at,
+            )
+        return revoked
+
+    async def _claim_device(
+        self, tx: Queries, credential: IssuedCredential
+    ) -> list[tuple[str, float]]:
+        network_id, device_id = credential.network_id, credential.device_id
+        owner = await tx.fetchrow(
+            "SELECT user_id FROM devices WHERE network_id = $1 AND device_id = $2",
+            network_id, device_id,
+        )
+        now = self.clock()
+        revoked: list[tuple[str, float]] = []
+        if owner is not None and owner["user_id"] != credential.subject:
+            revoked = await self._revoke_where(
+                tx, network_id,
+                "kind = 'access' AND device_id = $2", device_id,
+            )
+        if owner is None:
+            await tx.execute(
+                "INSERT INTO devices (network_id, device_id, user_id, bound_at)"
+                " VALUES ($1, $2, $3, $4)",
+                network_id, device_id, credential.subject, now,
+            )
+        elif owner["user_id"] != credential.subject:
+            await tx.execute(
+                "UPDATE devices SET user_id = $3, bound_at = $4"
+                " WHERE network_id = $1 AND device_id = $2",
+                network_id, device_id, credential.subject, now,
+            )
+        return revoked
+
+    async def record_credentials(
+        self, credentials: Sequence[IssuedCredential], *, revoked: bool = False
+    ) -> None:
+        """Bulk insert (token minting for load tests), optionally already revoked."""
+        async with self.db.transaction() as tx:
+            await _insert_credentials(tx, credentials, self.clock() if revoked else None)
+            if revoked and credentials:
+                tokens = [(c.jti, c.expires_at) for c in credentials]
+                await self.append_change(
+                    tx, "tokens.revoked", credentials[0].network_id, {"tokens": tokens}
+                )
+            if credentials:
+                await tx.execute(
+                    "UPDATE signing_keys SET max_exp = $2 WHERE kid = $1 AND max_exp < $2",
+                    credentials[0].kid, max(c.expires_at for c in credentials),
+                )
+
+    async def credential(self, jti: str) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            "SELECT jti, kind, network_id, subject, device_id, issued_at, expires_at,"
+            " revoked_at, grace_until, sealed_token FROM credentials WHERE jti = $1",
+            jti,
+        )
+        return dict(row) if row else None
+
+    # -- revocation -----------------------------------------------------------------
+
+    async def revoke_token(self, network_id: str, jti: str) -> list[tuple[str, float]]:
+        async with self.db.transaction() as tx:
+            return await self._revoke_where(tx, network_id, "jti = $2", jti)
+
+    async def revoke_subject(
+        self, network_id: str, subject: str, kind: str
+    ) -> list[tuple[str, float]]:
+        """Revoke every live token of `kind` issued to `subject` in the network."""
+        async with self.db.transaction() as tx:
+            return await self._revoke_where(
+                tx, network_id, "subject = $2 AND kind = $3", subject, kind
+            )
+
+    async def _revoke_where(
+        self, tx: Queries, network_id: str, condition: str, *args: Any
+    ) -> list[tuple[str, float]]:
+        now = self.clock()
+        placeholders = len(args) + 2
+        rows = await tx.fetch(
+            f"SELECT jti, expires_at FROM credentials WHERE network_id = $1 AND {condition}"
+            f" AND revoked_at IS NULL AND expires_at > ${placeholders}",
+            network_id, *args, now,
+        )
+        tokens = [(row["jti"], float(row["expires_at"])) for row in rows]
+        if not tokens:
+            return []
+        await tx.execute(
+            f"UPDATE credentials SET revoked_at = ${placeholders + 1} WHERE network_id = $1"
+            f" AND {condition} AND revoked_at IS NULL AND expires_at > ${placeholders}",
+            network_id, *args, now, now,
+        )
+        await self.append_change(tx, "tokens.revoked", network_id, {"tokens": tokens})
+        return tokens
+
+    async def live_revocations(self) -> list[tuple[str, float]]:
+        rows = await self.db.fetch(
+            "SELECT jti, expires_at FROM credentials"
+            " WHERE revoked_at IS NOT NULL AND expires_at > $1",
+            self.clock() - 3600,
+        )
+        return [(row["jti"], float(row["expires_at"])) for row in rows]
+
+    # -- auth tokens (secure mode) --------------------------------------------------
+
+    async def create_auth_token(
+        self, token_hash: str, network_id: str, user_id: str, expires_at: float
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO credentials (jti, kind, network_id, subject, issued_at, expires_at)"
+                " VALUES ($1, 'auth', $2, $3, $4, $5)",
+                token_hash, network_id, user_id, self.clock(), expires_at,
+            )
+
+    async def consume_auth_token(
+        self, token_hash: str, network_id: str, user_id: str, leeway: float
+    ) -> AuthTokenResult:
+        """Use an auth token up: it must be this network's and user's, unused, unexpired."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT network_id, subject, expires_at, revoked_at FROM credentials"
+                " WHERE jti = $1 AND kind = 'auth'",
+                token_hash,
+            )
+            if row is None or row["network_id"] != network_id or row["subject"] != user_id:
+                return "invalid"
+            if row["revoked_at"] is not None:
+                return "invalid"
+            now = self.clock()
+            if float(row["expires_at"]) + leeway < now:
+                return "expired"
+            await tx.execute(
+                "UPDATE credentials SET revoked_at = $2 WHERE jti = $1", token_hash, now
+            )
+        return "ok"
+
+
+async def _insert_credentials(
+    tx: Queries, credentials: Sequence[IssuedCredential], revoked_at: float | None = None
+) -> None:
+    await tx.executemany(
+        "INSERT INTO credentials (jti, kind, network_id, subject, device_id, issued_at,"
+        " expires_at, sealed_token, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (c.jti, c.kind, c.network_id, c.subject, c.device_id, c.issued_at, c.expires_at,
+             c.sealed_token, revoked_at)
+            for c in credentials
+        ],
+    )
