@@ -55,7 +55,9 @@ async def drop_schema(schema: str) -> None:
         await conn.close()
 
 
-def write_config(folder: Path, overrides: dict[str, Any] | None = None) -> Path:
+def write_config(
+    folder: Path, overrides: dict[str, Any] | None = None, name: str = "config.yaml"
+) -> Path:
     """A config.yaml in `folder` with free ports, a SQLite store there and the repo's policies."""
     config: dict[str, Any] = {
         "server": {
@@ -79,7 +81,7 @@ def write_config(folder: Path, overrides: dict[str, Any] | None = None) -> Path:
             config[section].update(values)
         else:
             config[section] = values
-    path = folder / "config.yaml"
+    path = folder / name
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,12 @@ def proxy_config(folder: Path, upstreams: dict[str, str], dead_port: int,
 
 
 @asynccontextmanager
-async def in_process_gateway(config_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
+async def in_process_gateway(
+    config_path: Path, clock: Callable[[], float] = time.time
+) -> AsyncIterator[tuple[str, web.Application]]:
     config = load_config(config_path, environ={})
     await asyncio.to_thread(init_files, config)
-    app = build_app(config)
+    app = build_app(config, clock=clock)
     runner = make_runner(app, config)
     await runner.setup()
     assert config.server.http is not None
