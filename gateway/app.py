@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway.accesslog import AccessLog
 from gateway.api import ops, secure, sessions
 from gateway.auth.loader import load_token_service
 from gateway.auth.tokens import TokenService
 from gateway.config import Config
 from gateway.errors import error_middleware
-from gateway.keys import AUTH_STATE, CLIENT, FEED, METRICS, RUNTIME, STORE, TOKENS
+from gateway.keys import ACCESS_LOG, AUTH_STATE, CLIENT, FEED, METRICS, RUNTIME, STORE, TOKENS
 from gateway.metrics import Metrics
 from gateway.middleware import front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
@@ -32,6 +33,8 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     )
     app[RUNTIME] = Runtime(load_settings(config))
     app[METRICS] = Metrics()
+    app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
+    app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
     app.cleanup_ctx.append(_upstream_client)
     app.on_response_prepare.append(_server_header)
@@ -85,6 +88,13 @@ async def _prune_forever(tokens: TokenService) -> None:
     while True:
         await asyncio.sleep(PRUNE_INTERVAL)
         tokens.state.prune()
+
+
+async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[ACCESS_LOG].run(), name="gateway-access-log")
+    yield
+    task.cancel()
+    await asyncio.wait([task])
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from gateway.accesslog import AccessLog
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
@@ -18,3 +19,4 @@ METRICS = web.AppKey("metrics", Metrics)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 AUTH_STATE = web.AppKey("auth_state", AuthState)
 TOKENS = web.AppKey("tokens", TokenService)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)

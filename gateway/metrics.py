@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -13,6 +15,10 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 class Metrics:
     def __init__(self) -> None:
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+        self._upstream_children: dict[tuple[str, str, str], Any] = {}
+        self._upstream_latency_children: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route and status.",
@@ -48,6 +54,33 @@ class Metrics:
             "gateway_config_reloads", "SIGHUP reloads, by result.", ("result",),
             registry=self.registry,
         )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        # labels() takes a lock and builds a key each call; the children are cached here.
+        key = (route, method, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(route, method, str(status))
+        counter.inc()
+        histogram = self._latency_children.get(route)
+        if histogram is None:
+            histogram = self._latency_children[route] = self.latency.labels(route)
+        histogram.observe(seconds)
+
+    def observe_upstream(
+        self, region: str, upstream: str, outcome: str, seconds: float | None = None
+    ) -> None:
+        key = (region, upstream, outcome)
+        counter = self._upstream_children.get(key)
+        if counter is None:
+            counter = self._upstream_children[key] = self.upstream_requests.labels(*key)
+        counter.inc()
+        if seconds is not None:
+            histogram = self._upstream_latency_children.get(key[:2])
+            if histogram is None:
+                histogram = self._upstream_latency_children[key[:2]] = (
+                    self.upstream_latency.labels(region, upstream))
+            histogram.observe(seconds)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

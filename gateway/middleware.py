@@ -6,23 +6,20 @@ gate:  normalise the path, find the first policy rule that matches, enforce it.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gateway.accesslog import utc_now_iso
 from gateway.auth.gate import authenticate
 from gateway.errors import GatewayError, bad_request, not_found, permission_denied
-from gateway.keys import METRICS, RUNTIME
+from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
 from gateway.policy import Auth, UnsafePath, normalize_path
 from gateway.proxy.headers import request_id_for
 from gateway.requestinfo import INFO, RequestInfo
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-access_log = logging.getLogger("gateway.access")
 
 
 @web.middleware
@@ -34,13 +31,10 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not response.prepared:
         response.headers["X-Request-Id"] = info.request_id
     elapsed = time.perf_counter() - started
-    metrics = request.app[METRICS]
-    metrics.requests.labels(info.route, request.method, str(response.status)).inc()
-    metrics.latency.labels(info.route).observe(elapsed)
-    if request.app[RUNTIME].current.config.server.access_log and access_log.isEnabledFor(
-        logging.INFO
-    ):
-        access_log.info("", extra={"fields": _access_fields(request, info, response, elapsed)})
+    request.app[METRICS].observe_request(info.route, request.method, response.status, elapsed)
+    log = request.app[ACCESS_LOG]
+    if log.enabled:
+        log.write(_access_fields(request, info, response, elapsed))
     return response
 
 
@@ -49,7 +43,7 @@ def _access_fields(
 ) -> dict[str, object]:
     principal = info.principal
     return {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": utc_now_iso(),
         "requestId": info.request_id,
         "method": request.method,
         "path": info.path or request.path,

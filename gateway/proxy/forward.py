@@ -94,7 +94,7 @@ async def forward(request: web.Request, settings: Settings) -> web.StreamRespons
     info.bytes_in = length or 0
 
     target = info.path + (f"?{request.query_string}" if request.query_string else "")
-    upstream_response = await _send(request, pool, target, headers, body, request[INFO].region)
+    upstream_response = await _send(request, pool, target, headers, body)
     try:
         if isinstance(body, _StreamedBody):
             info.bytes_in = body.sent
@@ -109,14 +109,11 @@ async def _send(
     target: str,
     headers: object,
     body: bytes | _StreamedBody | None,
-    region: str | None,
 ) -> aiohttp.ClientResponse:
     session = request.app[CLIENT]
     metrics = request.app[METRICS]
     info = request[INFO]
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=pool.timeouts.connect, sock_read=pool.timeouts.read
-    )
+    timeout = pool.client_timeout
     replayable = not isinstance(body, _StreamedBody)
     for upstream in pool.candidates():
         info.upstream = upstream.label
@@ -148,10 +145,7 @@ async def _send(
                 log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
                 continue
             raise upstream_unavailable() from None
-        _count(metrics, pool, upstream, "ok")
-        metrics.upstream_latency.labels(region, upstream.label).observe(
-            time.perf_counter() - started
-        )
+        metrics.observe_upstream(pool.name, upstream.label, "ok", time.perf_counter() - started)
         return response
     raise upstream_unavailable()
 
@@ -193,4 +187,4 @@ def _failure(exc: BaseException) -> GatewayError:
 
 
 def _count(metrics: Metrics, pool: RegionPool, upstream: Upstream, outcome: str) -> None:
-    metrics.upstream_requests.labels(pool.name, upstream.label, outcome).inc()
+    metrics.observe_upstream(pool.name, upstream.label, outcome)

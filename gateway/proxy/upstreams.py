@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import aiohttp
 from yarl import URL
 
 from gateway.config import ProxyConfig, Region, RegionsConfig
@@ -37,6 +38,9 @@ class RegionPool:
         self.timeouts = Timeouts(
             connect=region.connect_timeout or proxy.connect_timeout,
             read=region.read_timeout or proxy.read_timeout,
+        )
+        self.client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.timeouts.connect, sock_read=self.timeouts.read
         )
         self._cooldown = proxy.upstream_cooldown
         self._clock = clock

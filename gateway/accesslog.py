@@ -1,0 +1,50 @@
+"""The access log: one JSON line per request, written in batches.
+
+A line per request through `logging` costs a handler lock, a formatter and a write
+system call each time; on the proxy's hot path that was a fifth of the throughput.
+Lines are buffered instead and written together every `flush_interval` (or when the
+buffer fills), so at most that much of the log is lost if the process is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+FLUSH_INTERVAL = 0.2
+MAX_BUFFERED = 512
+
+
+def utc_now_iso() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class AccessLog:
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self._lines: list[str] = []
+
+    def write(self, fields: dict[str, Any]) -> None:
+        self._lines.append(json.dumps(fields, separators=(",", ":"), default=str))
+        if len(self._lines) >= MAX_BUFFERED:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL)
+                self.flush()
+        finally:
+            self.flush()
