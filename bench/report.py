@@ -1,27 +1,39 @@
-"""Helpers for bench/run.sh: parse wrk output, write the results table, read the gateway log.
+"""Helpers for bench/run.sh: parse wrk output, account CPU, write the table, read gateway logs.
 
     report.py port                       print a free TCP port on 127.0.0.1
-    report.py table --manifest FILE --out FILE --command CMD --reproduce CMD [--note TEXT]...
-    report.py gateway-log FILE           status counts and the non-access log lines, summarised
+    report.py cpu-busy [SECONDS]         how busy each CPU is now; last line: the busiest, in %
+    report.py snapshot --pid server=PID --pid upstream=PID --out FILE
+                                         CPU counters of every core and of each process tree
+    report.py record --manifest FILE ...  append one measured row (see --help)
+    report.py table --manifest FILE --out FILE --command CMD --reproduce CMD
+                    [--note TEXT]... [--appendix FILE]...
+    report.py gateway-log FILE           status counts and the other log lines, summarised
 
-The manifest is tab-separated, one row per target: slug, label, wrk command, wrk output file.
-The row whose slug is `nginx-proxy` is the baseline of the ratio column.
+The manifest holds one JSON object per measured target: its wrk command and output, wrk's
+CPU time, the cores of the server, wrk and the upstream, and the CPU snapshots taken just
+before and after the measured run (CPU time nobody in the benchmark accounts for is
+reported). The row whose slug is `nginx-proxy` is the baseline of the ratio column.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
+import os
 import platform
 import re
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 BASELINE = "nginx-proxy"
+OTHER_LOAD_WARNING = 10.0  # % of a core used outside the benchmark, or stolen, or idle
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)$")
@@ -34,15 +46,18 @@ _SOCKET = re.compile(
 )
 
 
-class WrkParseError(ValueError):
-    """The wrk output lacks a figure the table needs."""
+class ReportError(ValueError):
+    """A wrk output, manifest or snapshot lacks what the table needs."""
+
+
+# --- wrk -------------------------------------------------------------------------------
 
 
 def parse_duration(text: str) -> float:
     """wrk's latency figures (`850.00us`, `1.23ms`, `2.00s`, `1.00m`) -> seconds."""
     match = _DURATION.match(text.strip())
     if match is None:
-        raise WrkParseError(f"unrecognised duration {text!r}")
+        raise ReportError(f"unrecognised duration {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -84,10 +99,10 @@ def parse_wrk(text: str) -> WrkResult:
             kinds = ("connect", "read", "write", "timeout")
             sockets = {kind: int(value) for kind, value in zip(kinds, m.groups(), strict=True)}
     if rps is None:
-        raise WrkParseError("no 'Requests/sec:' line (did wrk fail?)")
+        raise ReportError("no 'Requests/sec:' line (did wrk fail?)")
     missing = [p for p in ("50", "99") if p not in percentiles]
     if missing:
-        raise WrkParseError(f"no {'/'.join(missing)}% latency (was wrk run with --latency?)")
+        raise ReportError(f"no {'/'.join(missing)}% latency (was wrk run with --latency?)")
     return WrkResult(
         requests_per_sec=rps,
         p50=percentiles["50"],
@@ -98,29 +113,233 @@ def parse_wrk(text: str) -> WrkResult:
     )
 
 
+# --- CPU accounting --------------------------------------------------------------------
+
+
+def core_counters() -> dict[str, list[int]]:
+    """cpuN -> jiffies: user nice system idle iowait irq softirq steal."""
+    cores: dict[str, list[int]] = {}
+    for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+        name, *values = line.split()
+        if re.fullmatch(r"cpu[0-9]+", name):
+            cores[name] = [int(v) for v in values[:8]]
+    return cores
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return text[text.rfind(")") + 2 :].split()
+
+
+def tree_jiffies(root: int) -> int:
+    """utime + stime of `root` and every live descendant (e.g. nginx's workers)."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None:
+            continue
+        # After the name: state(0) ppid(1) ... utime(11) stime(12).
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    members = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                grew = True
+    return sum(times.get(pid, 0) for pid in members)
+
+
+def snapshot(pids: dict[str, int]) -> dict[str, Any]:
+    """Counters of every core and, per name, of a process with its descendants."""
+    return {
+        "cores": core_counters(),
+        "trees": {name: tree_jiffies(pid) for name, pid in pids.items()},
+        "pids": pids,
+    }
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    server: float  # % of its core used by the server under test (and its children)
+    server_core: int
+    others: dict[int, float]  # core -> % used by processes outside the benchmark
+    steal: dict[int, float]  # core -> % taken by the hypervisor
+    idle: dict[int, float]  # core -> % idle
+
+    def disturbed(self, core: int, taken: dict[int, float]) -> bool:
+        """Was time the benchmark needed taken? Off the server's core: only if it was full."""
+        needed = core == self.server_core or self.idle[core] < OTHER_LOAD_WARNING
+        return needed and taken[core] >= OTHER_LOAD_WARNING
+
+    def detail(self) -> str:
+        cores = sorted(self.others)
+        outside = ", ".join(f"CPU {c} {self.others[c]:.0f}%" for c in cores)
+        steal = ", ".join(f"CPU {c} {self.steal[c]:.0f}%" for c in cores)
+        idle = ", ".join(f"CPU {c} {self.idle[c]:.0f}%" for c in cores)
+        return f"outside load: {outside}; steal: {steal}; idle: {idle}"
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any], core: int) -> list[int]:
+    name = f"cpu{core}"
+    return [b - a for a, b in zip(before["cores"][name], after["cores"][name], strict=True)]
+
+
+def cpu_use(entry: dict[str, Any]) -> CpuUse:
+    """Who used the cores of one row: the server, wrk, the upstream nginx, or others."""
+    try:
+        before, after = _read_json(entry["before"]), _read_json(entry["after"])
+        trees = {name: after["trees"][name] - before["trees"][name] for name in before["trees"]}
+        pids: dict[str, int] = before["pids"]
+        server_core, wrk_core = int(entry["server_core"]), int(entry["wrk_core"])
+        upstream_core = int(entry["upstream_core"])
+        wrk = float(entry["wrk_cpu_seconds"]) * os.sysconf("SC_CLK_TCK")
+        known: dict[int, float] = collections.defaultdict(float)
+        known[server_core] += trees["server"]
+        known[wrk_core] += wrk
+        if pids.get("upstream") != pids.get("server"):
+            known[upstream_core] += trees["upstream"]
+        deltas = {core: _delta(before, after, core) for core in known}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"CPU accounting: missing or bad {exc}") from None
+    others: dict[int, float] = {}
+    steal: dict[int, float] = {}
+    idle: dict[int, float] = {}
+    for core, delta in deltas.items():
+        total = max(sum(delta), 1)
+        others[core] = max(0.0, 100.0 * (delta[0] + delta[1] + delta[2] - known[core]) / total)
+        steal[core] = 100.0 * delta[7] / total
+        idle[core] = 100.0 * (delta[3] + delta[4]) / total
+    return CpuUse(
+        server=100.0 * trees["server"] / max(sum(deltas[server_core]), 1),
+        server_core=server_core,
+        others=others,
+        steal=steal,
+        idle=idle,
+    )
+
+
+def cpu_busy(seconds: float) -> dict[str, float]:
+    """Percent busy per CPU over the next `seconds` (iowait counts as idle)."""
+    before = core_counters()
+    time.sleep(seconds)
+    busy: dict[str, float] = {}
+    for name, end in core_counters().items():
+        delta = [b - a for a, b in zip(before.get(name, end), end, strict=True)]
+        busy[name] = 100.0 * (sum(delta) - delta[3] - delta[4]) / max(sum(delta), 1)
+    return busy
+
+
+# --- the table -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Row:
     slug: str
     label: str
     command: str
+    core: int
     result: WrkResult
+    cpu: CpuUse
+    runs: int = 1
+    errors: str = ""  # over every run of the target; the result's own when empty
+
+
+def best_runs(runs: list[Row]) -> list[Row]:
+    """Per target (first-seen order), its run with the most requests/s; errors of all runs."""
+    by_slug: dict[str, list[Row]] = {}
+    for run in runs:
+        by_slug.setdefault(run.slug, []).append(run)
+    rows = []
+    for group in by_slug.values():
+        best = max(group, key=lambda run: run.result.requests_per_sec)
+        total = WrkResult(0.0, 0.0, 0.0, non_2xx=sum(run.result.non_2xx for run in group))
+        for run in group:
+            for kind, count in run.result.socket_errors.items():
+                total.socket_errors[kind] = total.socket_errors.get(kind, 0) + count
+        rows.append(dataclasses.replace(best, runs=len(group), errors=total.errors_text()))
+    return rows
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not a JSON object")
+    return data
 
 
 def read_manifest(path: Path) -> list[Row]:
+    """One JSON object per line, as written by `record`."""
     rows: list[Row] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        fields = line.split("\t")
-        if len(fields) != 4:
-            raise WrkParseError(f"{path}:{number}: expected 4 tab-separated fields")
-        slug, label, command, output = fields
         try:
-            result = parse_wrk(Path(output).read_text(encoding="utf-8", errors="replace"))
-        except WrkParseError as exc:
-            raise WrkParseError(f"{label}: {exc}") from None
-        rows.append(Row(slug, label, command, result))
+            entry = json.loads(line)
+            label = str(entry["label"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ReportError(f"{path}:{number}: bad manifest line ({exc})") from None
+        try:
+            text = Path(entry["wrk_output"]).read_text(encoding="utf-8", errors="replace")
+            result = parse_wrk(text)
+            cpu = cpu_use(entry)
+            row = Row(
+                str(entry["slug"]),
+                label,
+                str(entry["command"]),
+                int(entry["server_core"]),
+                result,
+                cpu,
+            )
+        except (ReportError, OSError, KeyError, ValueError) as exc:
+            raise ReportError(f"{label}: {exc}") from None
+        rows.append(row)
     return rows
+
+
+_TIMES = re.compile(r"([0-9]+)m([0-9.]+)s")
+
+
+def children_cpu_seconds(times_output: str) -> float:
+    """User + system seconds of reaped children, from the second line of bash's `times`."""
+    lines = times_output.strip().splitlines()
+    values = _TIMES.findall(lines[-1]) if lines else []
+    if len(values) != 2:
+        raise ReportError(f"unexpected `times` output {times_output!r}")
+    return sum(int(minutes) * 60 + float(seconds) for minutes, seconds in values)
+
+
+def record(args: argparse.Namespace) -> None:
+    """Append one row to the manifest."""
+    before, after = (
+        children_cpu_seconds(path.read_text(encoding="ascii")) for path in args.wrk_times
+    )
+    entry = {
+        "slug": args.slug,
+        "label": args.label,
+        "command": args.wrk_command,
+        "wrk_output": str(args.wrk_output),
+        "wrk_cpu_seconds": max(after - before, 0.0),
+        "server_core": args.server_core,
+        "wrk_core": args.wrk_core,
+        "upstream_core": args.upstream_core,
+        "before": str(args.before),
+        "after": str(args.after),
+    }
+    with args.manifest.open("a", encoding="utf-8") as manifest:
+        manifest.write(json.dumps(entry) + "\n")
 
 
 def _ms(seconds: float) -> str:
@@ -131,20 +350,41 @@ def _ms(seconds: float) -> str:
 def render_table(rows: list[Row]) -> str:
     baseline = next((r.result.requests_per_sec for r in rows if r.slug == BASELINE), None)
     lines = [
-        "| target | requests/s | p50 | p99 | ratio to nginx-proxy req/s | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | requests/s | p50 | p99 | ratio to nginx-proxy req/s | errors | server CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         res = row.result
         ratio = f"{res.requests_per_sec / baseline:.2f}x" if baseline else "n/a"
         lines.append(
             f"| {row.label} | {res.requests_per_sec:,.0f} | {_ms(res.p50)} | {_ms(res.p99)} "
-            f"| {ratio} | {res.errors_text()} |"
+            f"| {ratio} | {row.errors or res.errors_text()} "
+            f"| {row.cpu.server:.0f}% of CPU {row.core} |"
         )
     return "\n".join(lines)
 
 
-def render_report(rows: list[Row], command: str, reproduce: str, notes: list[str]) -> str:
+def load_notes(rows: list[Row]) -> list[str]:
+    """Rows during which something else ran on the server's core."""
+    notes = []
+    for row in rows:
+        busy = [
+            f"processes outside the benchmark used {share:.0f}% of CPU {core}"
+            for core, share in sorted(row.cpu.others.items())
+            if row.cpu.disturbed(core, row.cpu.others)
+        ] + [
+            f"the hypervisor took (steal) {share:.0f}% of CPU {core}"
+            for core, share in sorted(row.cpu.steal.items())
+            if row.cpu.disturbed(core, row.cpu.steal)
+        ]
+        if busy:
+            notes.append(f"During '{row.label}' {' and '.join(busy)}: that row is likely low.")
+    return notes
+
+
+def render_report(
+    rows: list[Row], command: str, reproduce: str, notes: list[str], appendices: list[Path]
+) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     parts = [
         "# Gateway passthrough benchmark",
@@ -154,17 +394,39 @@ def render_report(rows: list[Row], command: str, reproduce: str, notes: list[str
         f"Settings: `{reproduce}`",
         "",
         f"Run {now} on {platform.node() or 'unknown host'}, {platform.system()} "
-        f"{platform.release()}, {platform.machine()}.",
+        f"{platform.release()}, {platform.machine()}, {os.cpu_count()} CPUs.",
         "",
         render_table(rows),
         "",
-        "wrk runs (each after an unrecorded warm-up with the same settings):",
+        *(
+            [
+                f"Each row is the best of {rows[0].runs} measured runs (most requests/s); its "
+                "errors are those of all runs.",
+                "",
+            ]
+            if rows and rows[0].runs > 1
+            else []
+        ),
+        "`server CPU`: user + system time of the server under test (all its processes) over",
+        "the measured run, as a share of the core it is pinned to; softirq time (loopback",
+        "networking) is not in it.",
         "",
-        *[f"- {row.label}: `{row.command}`" for row in rows],
+        "wrk runs (each after an unrecorded warm-up with the same settings), with the CPU time",
+        "of their cores used outside the benchmark (neither the server, wrk nor the upstream),",
+        "stolen by the hypervisor, and left idle:",
+        "",
+        *[f"- {row.label}: `{row.command}` ({row.cpu.detail()})" for row in rows],
     ]
+    notes = load_notes(rows) + notes
     if notes:
         parts += ["", "Notes:", "", *[f"- {' '.join(note.split())}" for note in notes]]
+    for appendix in appendices:
+        text = appendix.read_text(encoding="utf-8", errors="replace").rstrip()
+        parts += ["", "```", text, "```"]
     return "\n".join(parts) + "\n"
+
+
+# --- the gateway's log -----------------------------------------------------------------
 
 
 def summarise_gateway_log(path: Path, top: int = 10) -> str:
@@ -180,7 +442,10 @@ def summarise_gateway_log(path: Path, top: int = 10) -> str:
             continue
         if not isinstance(entry, dict):
             continue
-        if entry.get("logger") == "gateway.access":
+        # Access lines: fields only; older versions logged them as `gateway.access`.
+        if entry.get("logger") == "gateway.access" or (
+            "logger" not in entry and "status" in entry and "requestId" in entry
+        ):
             statuses[str(entry.get("status"))] += 1
             continue
         text = f"{entry.get('level')} {entry.get('logger')}: {entry.get('message')}"
@@ -199,6 +464,9 @@ def summarise_gateway_log(path: Path, top: int = 10) -> str:
     return "\n".join(out)
 
 
+# --- command line ----------------------------------------------------------------------
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,12 +478,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("port", help="print a free TCP port on 127.0.0.1")
+    busy = commands.add_parser("cpu-busy", help="print `cpuN=PERCENT` per CPU, then the max")
+    busy.add_argument("seconds", type=float, nargs="?", default=1.0)
+    snap = commands.add_parser("snapshot", help="write CPU counters for `record`")
+    snap.add_argument(
+        "--pid",
+        action="append",
+        required=True,
+        metavar="NAME=PID",
+        help="server=PID and upstream=PID",
+    )
+    snap.add_argument("--out", type=Path, required=True)
+    rec = commands.add_parser("record", help="append a measured row to the manifest")
+    rec.add_argument("--manifest", type=Path, required=True)
+    rec.add_argument("--slug", required=True)
+    rec.add_argument("--label", required=True)
+    rec.add_argument("--wrk-command", required=True)
+    rec.add_argument("--wrk-output", type=Path, required=True)
+    rec.add_argument(
+        "--wrk-times",
+        type=Path,
+        nargs=2,
+        required=True,
+        metavar=("BEFORE", "AFTER"),
+        help="bash `times` output before and after wrk ran",
+    )
+    rec.add_argument("--server-core", type=int, required=True)
+    rec.add_argument("--wrk-core", type=int, required=True)
+    rec.add_argument("--upstream-core", type=int, required=True)
+    rec.add_argument("--before", type=Path, required=True)
+    rec.add_argument("--after", type=Path, required=True)
     table = commands.add_parser("table", help="print and write the results table")
     table.add_argument("--manifest", type=Path, required=True)
     table.add_argument("--out", type=Path, required=True)
     table.add_argument("--command", required=True, help="the command line as invoked")
     table.add_argument("--reproduce", required=True, help="the command with every setting")
     table.add_argument("--note", action="append", default=[])
+    table.add_argument(
+        "--appendix",
+        type=Path,
+        action="append",
+        default=[],
+        help="a text file to add verbatim at the end",
+    )
     log = commands.add_parser("gateway-log", help="summarise a gateway log")
     log.add_argument("file", type=Path)
     args = parser.parse_args(argv)
@@ -223,15 +528,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "port":
         print(free_port())
         return 0
+    if args.command == "cpu-busy":
+        figures = cpu_busy(args.seconds)
+        print(" ".join(f"{name}={value:.0f}%" for name, value in figures.items()))
+        print(f"{max(figures.values(), default=0.0):.0f}")
+        return 0
+    if args.command == "snapshot":
+        pids = dict(item.split("=", 1) for item in args.pid)
+        counters = snapshot({name: int(pid) for name, pid in pids.items()})
+        args.out.write_text(json.dumps(counters), encoding="utf-8")
+        return 0
+    if args.command == "record":
+        try:
+            record(args)
+        except (OSError, ReportError) as exc:
+            print(f"report.py: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "gateway-log":
         print(summarise_gateway_log(args.file))
         return 0
     try:
-        rows = read_manifest(args.manifest)
-    except (OSError, WrkParseError) as exc:
+        rows = best_runs(read_manifest(args.manifest))
+    except (OSError, ReportError) as exc:
         print(f"report.py: {exc}", file=sys.stderr)
         return 1
-    report = render_report(rows, args.command, args.reproduce, args.note)
+    try:
+        report = render_report(rows, args.command, args.reproduce, args.note, args.appendix)
+    except OSError as exc:
+        print(f"report.py: {exc}", file=sys.stderr)
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(report, end="")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Passthrough benchmark on loopback: upstream nginx directly, nginx as a proxy, HAProxy
-# as a proxy, and the gateway on a `public` route (access log on, then off), all with
-# wrk (HTTP/1.1 keep-alive). See bench/README.md.
+# as a proxy, the gateway on a `public` route (access log on, then off) and, for reference,
+# a minimal aiohttp proxy, all with wrk (HTTP/1.1 keep-alive). See bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -10,9 +10,11 @@
 #   BENCH_WARMUP=3         unrecorded warm-up seconds per target, same load
 #   BENCH_CONNECTIONS=64   wrk connections
 #   BENCH_THREADS=1        wrk threads (1-2: wrk shares its core with the upstream)
+#   BENCH_ROUNDS=1         measured runs per target; the table shows the best (noisy hosts)
 #   BENCH_LOAD_CPU=0       core for wrk and the upstream nginx
 #   BENCH_PROXY_CPU=1      core for the proxy under test (alone)
-#   BENCH_GATEWAY_QUIET=1  also measure the gateway with its access log off (0: skip)
+#   BENCH_GATEWAY_QUIET=1  also measure the gateway with `server.access_log: false` (0: skip)
+#   BENCH_AIOHTTP_FLOOR=1  also measure bench/aiohttp_floor.py, a bare aiohttp proxy (0: skip)
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
@@ -30,15 +32,18 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-1}
+ROUNDS=${BENCH_ROUNDS:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 GATEWAY_QUIET=${BENCH_GATEWAY_QUIET:-1}
+AIOHTTP_FLOOR=${BENCH_AIOHTTP_FLOOR:-1}
 VENV=${BENCH_VENV:-$ROOT/.venv}
 case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 
 BENCH_PATH=/api/v3/bench
 # About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`).
-BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],"message":"hello from the upstream"}'
+BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],'
+BODY+='"message":"hello from the upstream"}'
 
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -55,11 +60,11 @@ for arg in "$@"; do
 done
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for name in DURATION WARMUP CONNECTIONS THREADS LOAD_CPU PROXY_CPU; do
+for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU; do
     is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
 done
-((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0)) \
-    || die "BENCH_DURATION, BENCH_CONNECTIONS and BENCH_THREADS must be positive"
+((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
+    || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 
 GATEWAY=$VENV/bin/gateway
@@ -85,8 +90,10 @@ install_missing() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
     fi
     local status=0
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"; } \
-        >&2 || status=$?
+    {
+        apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+    } >&2 || status=$?
     ((made_policy)) && rm -f "$policy"
     ((status == 0)) || die "apt-get install ${packages[*]} failed"
 }
@@ -138,14 +145,19 @@ start() {
     PIDS+=("$STARTED")
 }
 
-# stop PID: stop one process started by `start` and forget it.
-stop() {
-    local pid=$1 kept=() p
-    stop_pid "$pid"
+# forget PID: no longer stop it on exit.
+forget() {
+    local kept=() p
     for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || kept+=("$p")
+        [[ $p == "$1" ]] || kept+=("$p")
     done
     PIDS=("${kept[@]}")
+}
+
+# stop PID: stop one process started by `start` and forget it.
+stop() {
+    stop_pid "$1"
+    forget "$1"
 }
 
 # wait_ready NAME PID LOGFILE URL: until URL answers 200 with the upstream's body.
@@ -168,11 +180,18 @@ wait_ready() {
 
 port() { "$PYTHON" "$HERE/report.py" port; }
 
+# snapshot CPU SERVER-PID FILE: CPU counters around a measured run (taken from wrk's core).
+snapshot() {
+    taskset -c "$1" "$PYTHON" "$HERE/report.py" snapshot \
+        --pid "server=$2" --pid "upstream=$UP_PID" --out "$3"
+}
+
 # --- configurations ------------------------------------------------------------------
 UP_PORT=$(port)
 NGINX_PROXY_PORT=$(port)
 HAPROXY_PORT=$(port)
 GATEWAY_PORT=$(port)
+FLOOR_PORT=$(port)
 
 write_nginx_conf() {  # DIR PORT HTTP-BODY
     mkdir -p "$1"
@@ -220,7 +239,7 @@ mkdir -p "$WORK/haproxy"
 cat >"$WORK/haproxy/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode http
@@ -240,12 +259,14 @@ backend bench_upstream
     server upstream 127.0.0.1:$UP_PORT
 EOF
 
-mkdir -p "$WORK/gateway"
-cat >"$WORK/gateway/config.yaml" <<EOF
+# write_gateway_conf FILE ACCESS-LOG: both configurations share the folder (store, certs).
+write_gateway_conf() {
+    cat >"$1" <<EOF
 server:
   http: {host: 127.0.0.1, port: $GATEWAY_PORT}
   https: null
   workers: 1
+  access_log: $2
 store:
   url: sqlite:///var/gateway.db
 regions:
@@ -253,6 +274,10 @@ regions:
   local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
 policies: [policies/bench.yaml]
 EOF
+}
+mkdir -p "$WORK/gateway"
+write_gateway_conf "$WORK/gateway/config.yaml" true
+write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" false
 mkdir -p "$WORK/gateway/policies"
 cat >"$WORK/gateway/policies/bench.yaml" <<'EOF'
 rules:
@@ -264,37 +289,79 @@ EOF
 # --- measuring -----------------------------------------------------------------------
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/gateway-*.log
-MANIFEST=$WORK/manifest.tsv
+MANIFEST=$WORK/manifest.jsonl
 : >"$MANIFEST"
-declare -a NOTES=()
+declare -a NOTES=() APPENDICES=()
 
-# measure SLUG LABEL WRK-CPU URL
+# run_wrk CPU OUT ARGS...: wrk in the background, waited for, so that Ctrl-C (which wrk
+# catches, leaving bash's INT trap unrun were wrk in the foreground) stops the script.
+run_wrk() {
+    local cpu=$1 out=$2 pid status=0
+    shift 2
+    taskset -c "$cpu" wrk "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget "$pid"
+    ((status == 0)) || { cat "$out" >&2; die "wrk failed (status $status)"; }
+}
+
+# measure SLUG LABEL WRK-CPU SERVER-PID SERVER-CPU URL
 measure() {
-    local slug=$1 label=$2 cpu=$3 url=$4 out=$WORK/wrk-$1.txt
-    local -a wrk=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "$url")
+    local slug=$1 label=$2 cpu=$3 server=$4 server_cpu=$5 url=$6 round out
+    local -a args=("-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "$url")
     if ((WARMUP > 0)); then
         log "$label: warm-up ${WARMUP}s"
-        taskset -c "$cpu" wrk "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" "$url" >/dev/null
+        run_wrk "$cpu" "$WORK/warm-up.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" "$url"
     fi
-    log "$label: measuring ${DURATION}s"
-    taskset -c "$cpu" "${wrk[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed on $label"; }
-    grep -E 'Requests/sec|Non-2xx|Socket errors' "$out" | sed 's/^ */    /' >&2 || true
-    printf '%s\t%s\t%s\t%s\n' "$slug" "$label" "taskset -c $cpu ${wrk[*]}" "$out" >>"$MANIFEST"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        out=$WORK/wrk-$slug-$round.txt
+        log "$label: measuring ${DURATION}s (run $round of $ROUNDS)"
+        snapshot "$cpu" "$server" "$out.before.json"
+        # The shell's children's CPU times before and after: the difference is wrk's.
+        times >"$out.times-before"
+        run_wrk "$cpu" "$out" "${args[@]}"
+        times >"$out.times-after"
+        snapshot "$cpu" "$server" "$out.after.json"
+        grep -E 'Requests/sec|Non-2xx|Socket errors' "$out" | sed 's/^ */    /' >&2 || true
+        "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
+            --label "$label" --wrk-command "taskset -c $cpu wrk ${args[*]}" --wrk-output "$out" \
+            --wrk-times "$out.times-before" "$out.times-after" --server-core "$server_cpu" \
+            --wrk-core "$cpu" --upstream-core "$LOAD_CPU" \
+            --before "$out.before.json" --after "$out.after.json"
+    done
 }
 
-# gateway_errors SLUG LOGFILE: explain non-2xx answers or socket errors from the log.
+# gateway_errors SLUG LABEL LOGFILE: explain non-2xx answers or socket errors from the log.
 gateway_errors() {
-    local slug=$1 logfile=$2 out=$WORK/wrk-$1.txt count summary
-    count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "$out")
-    if [[ -z $count ]] && ! grep -Eq 'Socket errors' "$out"; then
-        return 0
-    fi
-    summary=$("$PYTHON" "$HERE/report.py" gateway-log "$logfile")
-    log "$slug: wrk saw errors (non-2xx: ${count:-0}); from the gateway's log:"
-    printf '%s\n' "$summary" >&2
-    NOTES+=("$slug: wrk saw non-2xx: ${count:-0}; $(grep -E 'Socket errors' "$out" \
-        | sed 's/^ *//' || true). Gateway log summary: $(tr '\n' ' ' <<<"$summary")")
+    local slug=$1 label=$2 logfile=$3 summary=$WORK/errors-$1.txt count sockets
+    local -a outs=("$WORK/wrk-$slug"-*.txt)
+    count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "${outs[@]}" \
+        | awk '{ n += $1 } END { if (NR) print n }')
+    sockets=$(sed -nE 's/^ *(Socket errors: .*)/\1/p' "${outs[@]}" | paste -sd ';' -)
+    [[ -n $count || -n $sockets ]] || return 0
+    {
+        printf '%s: wrk saw %s non-2xx responses%s.\n' "$label" "${count:-0}" \
+            "${sockets:+; $sockets}"
+        printf 'The log includes the warm-up.\n'
+        "$PYTHON" "$HERE/report.py" gateway-log "$logfile"
+    } >"$summary"
+    log "errors on '$label':"
+    cat "$summary" >&2
+    APPENDICES+=(--appendix "$summary")
+    NOTES+=("'$label' had errors (${count:-0} non-2xx${sockets:+; $sockets}): the gateway's log
+is summarised below.")
 }
+
+# Other work on the machine skews every row: say so in the results.
+BUSY=$("$PYTHON" "$HERE/report.py" cpu-busy 1)
+BUSY_MAX=$(tail -n1 <<<"$BUSY")
+log "CPU busy before the run: $(head -n1 <<<"$BUSY")"
+if ((BUSY_MAX >= 10)); then
+    log "warning: the machine is not idle; the figures will be lower and noisier"
+    NOTES+=("The machine was not idle when the run started ($(head -n1 <<<"$BUSY") busy over
+1 s): the figures are lower and noisier than on a quiet machine.")
+fi
 
 start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
     nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
@@ -302,21 +369,24 @@ UP_PID=$STARTED
 wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
     "http://127.0.0.1:$UP_PORT$BENCH_PATH"
 # The direct row: nothing proxies, so wrk takes the proxy core.
-measure upstream "upstream nginx (direct)" "$PROXY_CPU" "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+measure upstream "upstream nginx (direct)" "$PROXY_CPU" "$UP_PID" "$LOAD_CPU" \
+    "http://127.0.0.1:$UP_PORT$BENCH_PATH"
 
 start "$PROXY_CPU" "$WORK/nginx-proxy/stdout.log" nginx -p "$WORK/nginx-proxy/" \
     -c "$WORK/nginx-proxy/nginx.conf" -e "$WORK/nginx-proxy/error.log"
 pid=$STARTED
 wait_ready "nginx proxy" "$pid" "$WORK/nginx-proxy/error.log" \
     "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
-measure nginx-proxy "nginx proxy" "$LOAD_CPU" "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
+measure nginx-proxy "nginx proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
 stop "$pid"
 
 haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" || die "haproxy rejected $WORK/haproxy/haproxy.cfg"
 start "$PROXY_CPU" "$WORK/haproxy/haproxy.log" haproxy -db -f "$WORK/haproxy/haproxy.cfg"
 pid=$STARTED
 wait_ready "haproxy" "$pid" "$WORK/haproxy/haproxy.log" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
-measure haproxy "haproxy proxy" "$LOAD_CPU" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
+measure haproxy "haproxy proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
 stop "$pid"
 
 # The gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the caller's shell.
@@ -329,21 +399,34 @@ GW_LOG=$RESULTS/gateway-access-log-on.log
 start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$WORK/gateway/config.yaml"
 pid=$STARTED
 wait_ready "gateway" "$pid" "$GW_LOG" "$GW_URL"
-measure gateway "gateway, public route (access log on)" "$LOAD_CPU" "$GW_URL"
+measure gateway "gateway, public route (access log on)" "$LOAD_CPU" "$pid" "$PROXY_CPU" "$GW_URL"
 stop "$pid"
-gateway_errors gateway "$GW_LOG"
+gateway_errors gateway "gateway, public route (access log on)" "$GW_LOG"
 
 if [[ $GATEWAY_QUIET == 1 ]]; then
     GW_LOG=$RESULTS/gateway-access-log-off.log
     start "$PROXY_CPU" "$GW_LOG" \
-        "$PYTHON" "$HERE/gateway_quiet.py" serve --config "$WORK/gateway/config.yaml"
+        "$GATEWAY" serve --config "$WORK/gateway/config-access-log-off.yaml"
     pid=$STARTED
     wait_ready "gateway (access log off)" "$pid" "$GW_LOG" "$GW_URL"
-    measure gateway-quiet "gateway, public route (access log off)" "$LOAD_CPU" "$GW_URL"
+    measure gateway-quiet "gateway, public route (access log off)" "$LOAD_CPU" "$pid" \
+        "$PROXY_CPU" "$GW_URL"
     stop "$pid"
-    gateway_errors gateway-quiet "$GW_LOG"
-    NOTES+=("The gateway has no setting to turn the access log off: the 'access log off'
-row runs bench/gateway_quiet.py, the same CLI with the gateway.access logger raised to WARNING.")
+    gateway_errors gateway-quiet "gateway, public route (access log off)" "$GW_LOG"
+fi
+
+if [[ $AIOHTTP_FLOOR == 1 ]]; then
+    FLOOR_URL="http://127.0.0.1:$FLOOR_PORT$BENCH_PATH"
+    start "$PROXY_CPU" "$WORK/aiohttp-floor.log" "$PYTHON" "$HERE/aiohttp_floor.py" \
+        --port "$FLOOR_PORT" --upstream "http://127.0.0.1:$UP_PORT"
+    pid=$STARTED
+    wait_ready "aiohttp minimal proxy" "$pid" "$WORK/aiohttp-floor.log" "$FLOOR_URL"
+    measure aiohttp-floor "aiohttp minimal proxy (reference)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+        "$FLOOR_URL"
+    stop "$pid"
+    NOTES+=("'aiohttp minimal proxy (reference)' is bench/aiohttp_floor.py: the gateway's
+stack (aiohttp server and client, uvloop) with none of its work, about the ceiling of an
+aiohttp-based proxy on this core.")
 fi
 stop "$UP_PID"
 
@@ -352,13 +435,19 @@ and the upstream nginx (1 worker) share CPU $LOAD_CPU. Direct row: upstream ngin
 $LOAD_CPU, wrk on CPU $PROXY_CPU. nginx and HAProxy run without access logs; the gateway
 writes its log to a file.")
 VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
-VERSIONS+=", $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$PYTHON" -c \
-    'import platform, aiohttp; print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
+VERSIONS+=", $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$PYTHON" -c 'import platform, aiohttp
+print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
+if REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null || REVISION+=" + uncommitted changes"
+    VERSIONS="gateway $REVISION, $VERSIONS"
+fi
 NOTES+=("Versions: $VERSIONS.")
 
 REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
-REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_LOAD_CPU=$LOAD_CPU BENCH_PROXY_CPU=$PROXY_CPU"
-REPRODUCE+=" BENCH_GATEWAY_QUIET=$GATEWAY_QUIET bash bench/run.sh"
+REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
+REPRODUCE+=" BENCH_PROXY_CPU=$PROXY_CPU"
+REPRODUCE+=" BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
+REPRODUCE+=" bash bench/run.sh"
 
 note_args=()
 for note in "${NOTES[@]}"; do
@@ -366,5 +455,5 @@ for note in "${NOTES[@]}"; do
 done
 echo
 "$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/latest.md" \
-    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}"
+    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}" "${APPENDICES[@]}"
 log "written to $RESULTS/latest.md"
