@@ -15,10 +15,21 @@ from gateway.auth.loader import load_token_service
 from gateway.auth.tokens import TokenService
 from gateway.config import Config
 from gateway.errors import error_middleware
-from gateway.keys import ACCESS_LOG, AUTH_STATE, CLIENT, FEED, METRICS, RUNTIME, STORE, TOKENS
+from gateway.keys import (
+    ACCESS_LOG,
+    AUTH_STATE,
+    CLIENT,
+    FEED,
+    METRICS,
+    RUNTIME,
+    STORE,
+    TOKENS,
+    UPSTREAMS,
+)
 from gateway.metrics import Metrics
 from gateway.middleware import front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
+from gateway.proxy.upstream_client import UpstreamPool
 from gateway.runtime import Runtime, load_settings
 from gateway.store import Clock, FeedTailer, open_store
 
@@ -107,7 +118,9 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=None),
     ) as session:
         app[CLIENT] = session
+        app[UPSTREAMS] = UpstreamPool()
         yield
+        app[UPSTREAMS].close()
 
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -9,6 +9,7 @@ from gateway.accesslog import AccessLog
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
+from gateway.proxy.upstream_client import UpstreamPool
 from gateway.runtime import Runtime
 from gateway.store import FeedTailer, Store
 
@@ -20,3 +21,4 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 AUTH_STATE = web.AppKey("auth_state", AuthState)
 TOKENS = web.AppKey("tokens", TokenService)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+UPSTREAMS = web.AppKey("upstreams", UpstreamPool)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from json.encoder import encode_basestring
 
 from aiohttp import web
 
@@ -34,32 +35,31 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
     request.app[METRICS].observe_request(info.route, request.method, response.status, elapsed)
     log = request.app[ACCESS_LOG]
     if log.enabled:
-        log.write(_access_fields(request, info, response, elapsed))
+        log.write(_access_line(request, info, response, elapsed))
     return response
 
 
-def _access_fields(
+def _access_line(
     request: web.Request, info: RequestInfo, response: web.StreamResponse, elapsed: float
-) -> dict[str, object]:
+) -> str:
+    """One JSON object, built directly: a dict and json.dumps cost twice as much per line."""
     principal = info.principal
-    return {
-        "time": utc_now_iso(),
-        "requestId": info.request_id,
-        "method": request.method,
-        "path": info.path or request.path,
-        "status": response.status,
-        "route": info.route,
-        "region": info.region,
-        "upstream": info.upstream,
-        "durationMs": round(elapsed * 1000, 3),
-        "bytesIn": info.bytes_in or request.content_length or 0,
-        # A Response is written after the middlewares return: its length is known already.
-        "bytesOut": response.body_length if response.prepared else response.content_length or 0,
-        "remote": request.remote,
-        "principal": f"{principal.kind}:{principal.network_id}:{principal.user_id}"
-        if principal
-        else None,
-    }
+    who = f"{principal.kind}:{principal.network_id}:{principal.user_id}" if principal else None
+    # A Response is written after the middlewares return: its length is known already.
+    sent = response.body_length if response.prepared else response.content_length or 0
+    received = info.bytes_in or request.content_length or 0
+    return (
+        f'{{"time":"{utc_now_iso()}","requestId":"{info.request_id}",'
+        f'"method":{_json(request.method)},"path":{_json(info.path or request.path)},'
+        f'"status":{response.status},"route":{_json(info.route)},'
+        f'"region":{_json(info.region)},"upstream":{_json(info.upstream)},'
+        f'"durationMs":{elapsed * 1000:.3f},"bytesIn":{received},'
+        f'"bytesOut":{sent},"remote":{_json(request.remote)},"principal":{_json(who)}}}'
+    )
+
+
+def _json(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
 
 
 MAX_HEADER_BLOCK = 32 * 1024  # one line is limited by the parser (server.max_header_bytes)

@@ -9,19 +9,25 @@ replayable body, when the connection failed after sending.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import GatewayError, too_large
-from gateway.keys import CLIENT, METRICS
+from gateway.keys import CLIENT, METRICS, UPSTREAMS
 from gateway.metrics import Metrics
 from gateway.proxy.headers import forwarded_request_headers, forwarded_response_headers
+from gateway.proxy.upstream_client import (
+    UpstreamBroken,
+    UpstreamRefused,
+    UpstreamTimeout,
+)
 from gateway.proxy.upstreams import RegionPool, Upstream
 from gateway.requestinfo import INFO
 from gateway.runtime import Settings
@@ -107,37 +113,35 @@ async def _send(
     request: web.Request,
     pool: RegionPool,
     target: str,
-    headers: object,
+    headers: CIMultiDict[str],
     body: bytes | _StreamedBody | None,
-) -> aiohttp.ClientResponse:
-    session = request.app[CLIENT]
+) -> Relayable:
     metrics = request.app[METRICS]
     info = request[INFO]
-    timeout = pool.client_timeout
     replayable = not isinstance(body, _StreamedBody)
     for upstream in pool.candidates():
         info.upstream = upstream.label
+        url = URL(upstream.label + target, encoded=True)
         started = time.perf_counter()
         try:
-            response = await session.request(
-                request.method,
-                URL(upstream.label + target, encoded=True),
-                headers=headers,  # type: ignore[arg-type]
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            if isinstance(body, _StreamedBody) or request.method == "HEAD":
+                response: Relayable = await _send_with_aiohttp(request, pool, url, headers, body)
+            else:
+                response = await request.app[UPSTREAMS].request(
+                    url, request.method, headers, body,
+                    connect_timeout=pool.timeouts.connect, read_timeout=pool.timeouts.read,
+                )
+        except (UpstreamRefused, aiohttp.ClientConnectorError,
+                aiohttp.ConnectionTimeoutError) as exc:
             # Nothing was sent: always safe to try the next upstream.
             _count(metrics, pool, upstream, "refused")
             pool.mark_down(upstream)
             log.warning("upstream %s refused: %s", upstream.label, exc)
             continue
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except (UpstreamTimeout, TimeoutError, aiohttp.ServerTimeoutError):
             _count(metrics, pool, upstream, "timeout")
             raise upstream_timeout() from None
-        except (aiohttp.ClientError, _BodyTooLarge, OSError) as exc:
+        except (UpstreamBroken, aiohttp.ClientError, _BodyTooLarge, OSError) as exc:
             if isinstance(body, _StreamedBody) and body.exceeded:
                 raise too_large() from None
             _count(metrics, pool, upstream, "reset")
@@ -145,19 +149,78 @@ async def _send(
                 log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
                 continue
             raise upstream_unavailable() from None
+        except ValueError as exc:  # a header value that cannot be sent (line break, NUL)
+            raise GatewayError(400, f"header: {exc}") from None
         metrics.observe_upstream(pool.name, upstream.label, "ok", time.perf_counter() - started)
         return response
     raise upstream_unavailable()
 
 
-async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _send_with_aiohttp(
+    request: web.Request,
+    pool: RegionPool,
+    url: URL,
+    headers: CIMultiDict[str],
+    body: bytes | _StreamedBody | None,
+) -> Relayable:
+    """Streamed uploads (and HEAD) go through aiohttp's client."""
+    response = await request.app[CLIENT].request(
+        request.method,
+        url,
+        headers=headers,
+        data=body,
+        allow_redirects=False,
+        timeout=pool.client_timeout,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+    )
+    return _AiohttpResponse(response)
+
+
+class Relayable(Protocol):
+    status: int
+    reason: str
+    headers: CIMultiDict[str]
+    content_length: int | None
+
+    async def read(self) -> bytes: ...
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def release(self) -> None: ...
+
+
+class _AiohttpResponse:
+    """aiohttp's ClientResponse seen through the same small interface."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.reason = response.reason or ""
+        self.headers = CIMultiDict(response.headers)
+        self.content_length = response.content_length
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+    def release(self) -> None:
+        if self._response.content.is_eof():
+            self._response.release()
+        else:
+            self._response.close()  # unread body: the connection cannot be reused
+
+
+_RELAY_ERRORS = (TimeoutError, aiohttp.ClientError, UpstreamBroken, UpstreamTimeout)
+
+
+async def _relay(request: web.Request, upstream: Relayable) -> web.StreamResponse:
     headers = forwarded_response_headers(upstream.headers)
     headers["X-Request-Id"] = request[INFO].request_id
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
         try:
             body = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _RELAY_ERRORS as exc:
             raise _failure(exc) from None
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers,
                             body=body)
@@ -166,13 +229,12 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
         response.content_length = length
     await response.prepare(request)
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.iter_chunks():
             await response.write(chunk)
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except _RELAY_ERRORS as exc:
         # The head is out, so no error body can follow: cut the connection so the
         # client sees a truncated response rather than a complete-looking one.
         log.warning("upstream failed mid-body: %r", exc)
-        upstream.close()
         if request.transport is not None:
             request.transport.close()
         return response
@@ -181,7 +243,7 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
 
 
 def _failure(exc: BaseException) -> GatewayError:
-    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError | UpstreamTimeout | aiohttp.ServerTimeoutError):
         return upstream_timeout()
     return upstream_unavailable()
 
