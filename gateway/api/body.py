@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import GatewayError, bad_request
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -47,6 +50,8 @@ def text_field(
         raise field_error(label, "must be a string")
     if not min_length <= len(value) <= max_length:
         raise field_error(label, f"must be {min_length}-{max_length} characters")
+    if _CONTROL.search(value):  # ids travel on in headers: no line breaks, no NUL
+        raise field_error(label, "must not contain control characters")
     return value
 
 

@@ -66,6 +66,8 @@ async def test_wrong_or_missing_api_key_is_401(gw: Gateway) -> None:
          "deviceInfo.sdkVersion"),
         ({"userId": "u", "deviceId": "d", "deviceInfo": "web"}, "deviceInfo"),
         ({"userId": "u", "deviceId": "d", "authToken": 7}, "authToken"),
+        ({"userId": "u\r\nX-Gateway-Role: admin", "deviceId": "d"}, "userId"),
+        ({"userId": "u", "deviceId": "d\x00"}, "deviceId"),
     ],
 )
 async def test_bad_fields_are_400_naming_the_field(
