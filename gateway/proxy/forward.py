@@ -69,13 +69,9 @@ class _StreamedBody:
             yield chunk
 
 
-async def forward(request: web.Request, settings: Settings) -> web.StreamResponse:
+def upstream_request_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
+    """The client's headers as the upstream gets them, with the caller's identity added."""
     info = request[INFO]
-    config = settings.config
-    region = config.regions.for_host(request.host)
-    pool = settings.pools[region.name]
-    info.region = region.name
-
     headers = forwarded_request_headers(
         request.headers,
         peer=request.remote,
@@ -86,7 +82,17 @@ async def forward(request: web.Request, settings: Settings) -> web.StreamRespons
     )
     if info.principal is not None:
         headers.update(info.principal.identity_headers())
+    return headers
 
+
+async def forward(request: web.Request, settings: Settings) -> web.StreamResponse:
+    info = request[INFO]
+    config = settings.config
+    region = config.regions.for_host(request.host)
+    pool = settings.pools[region.name]
+    info.region = region.name
+
+    headers = upstream_request_headers(request, settings)
     limit = config.proxy.max_body_bytes
     length = request.content_length
     if length is not None and length > limit:

@@ -16,8 +16,12 @@ from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
 from gateway.keys import CLIENT
-from gateway.proxy.forward import upstream_timeout, upstream_unavailable
-from gateway.proxy.headers import forwarded_request_headers, is_websocket_upgrade
+from gateway.proxy.forward import (
+    upstream_request_headers,
+    upstream_timeout,
+    upstream_unavailable,
+)
+from gateway.proxy.headers import is_websocket_upgrade
 from gateway.requestinfo import INFO
 from gateway.runtime import Settings
 
@@ -98,20 +102,10 @@ async def _connect(
 
 
 def _upstream_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
-    headers = forwarded_request_headers(
-        request.headers,
-        peer=request.remote,
-        scheme=request.scheme,
-        host=request.host,
-        trusted=settings.trusted_proxies,
-        request_id=request[INFO].request_id,
-    )
+    headers = upstream_request_headers(request, settings)
     # ws_connect negotiates key, version, extensions and subprotocols itself.
     for name in [n for n in headers if n.lower().startswith("sec-websocket-")]:
         del headers[name]
-    principal = request[INFO].principal
-    if principal is not None:
-        headers.update(principal.identity_headers())
     return headers
 
 

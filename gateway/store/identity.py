@@ -212,6 +212,7 @@ class IdentityQueries(StoreCore):
         )
         return [(row["network_id"], row["user_id"]) for row in rows]
 
+
 _NETWORK_COLUMNS = (
     "id, name, region, api_key, use_secure_authentication, mtls_enabled, created_at"
 )
