@@ -8,11 +8,15 @@
     report.py table --manifest FILE --out FILE --command CMD --reproduce CMD
                     [--note TEXT]... [--appendix FILE]...
     report.py gateway-log FILE           status counts and the other log lines, summarised
+    report.py jwks-pem --jwks FILE --token JWT --out FILE
+                                         the PEM public key of the JWKS key that signed JWT;
+                                         prints its kid and algorithm
 
 The manifest holds one JSON object per measured target: its wrk command and output, wrk's
 CPU time, the cores of the server, wrk and the upstream, and the CPU snapshots taken just
 before and after the measured run (CPU time nobody in the benchmark accounts for is
-reported). The row whose slug is `nginx-proxy` is the baseline of the ratio column.
+reported). The row whose slug is `nginx-proxy` is the baseline of the ratio column; the
+ratios the project is held to (`TARGETS`) follow the table when both of their rows ran.
 """
 
 from __future__ import annotations
@@ -34,6 +38,22 @@ from typing import Any
 
 BASELINE = "nginx-proxy"
 OTHER_LOAD_WARNING = 10.0  # % of a core used outside the benchmark, or stolen, or idle
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio of two rows' requests/s the project is held to: at least `minimum`."""
+
+    name: str
+    numerator: str  # slug
+    denominator: str  # slug
+    minimum: float
+
+
+TARGETS = (
+    Target("token-checked-warm / gateway-passthrough", "gateway-token-warm", "gateway", 0.85),
+    Target("token-checked-warm / haproxy-jwt", "gateway-token-warm", "haproxy-jwt", 0.7),
+)
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)$")
@@ -364,6 +384,33 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def render_targets(rows: list[Row]) -> list[str]:
+    """The TARGETS whose two rows were measured, as a table (no lines if none was)."""
+    rates = {row.slug: row.result.requests_per_sec for row in rows}
+    labels = {row.slug: row.label for row in rows}
+    lines = []
+    for target in TARGETS:
+        numerator, denominator = rates.get(target.numerator), rates.get(target.denominator)
+        if numerator is None or not denominator:
+            continue
+        ratio = numerator / denominator
+        lines.append(
+            f"| {target.name} | {labels[target.numerator]} / {labels[target.denominator]} "
+            f"| {ratio:.2f} | >= {target.minimum:.2f} "
+            f"| {'met' if ratio >= target.minimum else 'missed'} |"
+        )
+    if not lines:
+        return []
+    return [
+        "Ratios the project is held to (requests/s of this run's rows):",
+        "",
+        "| ratio | rows | value | target | |",
+        "|---|---|---:|---:|---|",
+        *lines,
+        "",
+    ]
+
+
 def load_notes(rows: list[Row]) -> list[str]:
     """Rows during which something else ran on the server's core."""
     notes = []
@@ -387,7 +434,7 @@ def render_report(
 ) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     parts = [
-        "# Gateway passthrough benchmark",
+        "# Gateway proxy benchmark",
         "",
         f"Command: `{command}`",
         "",
@@ -398,6 +445,7 @@ def render_report(
         "",
         render_table(rows),
         "",
+        *render_targets(rows),
         *(
             [
                 f"Each row is the best of {rows[0].runs} measured runs (most requests/s); its "
@@ -464,6 +512,36 @@ def summarise_gateway_log(path: Path, top: int = 10) -> str:
     return "\n".join(out)
 
 
+# --- the signing key ---------------------------------------------------------------------
+
+
+def jwks_pem(jwks: dict[str, Any], token: str) -> tuple[str, str, bytes]:
+    """(kid, algorithm, PEM public key) of the JWKS key named by the token's `kid`."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError as exc:
+        raise ReportError(f"token: {exc}") from None
+    keys = jwks.get("keys")
+    found = [
+        key
+        for key in (keys if isinstance(keys, list) else [])
+        if isinstance(key, dict) and key.get("kid") == kid
+    ]
+    if len(found) != 1:
+        raise ReportError(f"JWKS: {len(found)} keys with the token's kid {kid!r}")
+    try:
+        jwk = jwt.PyJWK.from_dict(found[0])
+    except jwt.PyJWTError as exc:
+        raise ReportError(f"JWKS key {kid!r}: {exc}") from None
+    pem: bytes = jwk.key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return str(kid), str(found[0].get("alg") or jwk.algorithm_name), pem
+
+
 # --- command line ----------------------------------------------------------------------
 
 
@@ -523,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     log = commands.add_parser("gateway-log", help="summarise a gateway log")
     log.add_argument("file", type=Path)
+    pem = commands.add_parser(
+        "jwks-pem", help="write the PEM public key that verifies a token; print `KID ALG`"
+    )
+    pem.add_argument("--jwks", type=Path, required=True, help="a JWKS document (JSON)")
+    pem.add_argument("--token", required=True, help="a JWT signed by one of its keys")
+    pem.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     if args.command == "port":
@@ -547,6 +631,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "gateway-log":
         print(summarise_gateway_log(args.file))
+        return 0
+    if args.command == "jwks-pem":
+        try:
+            kid, algorithm, key = jwks_pem(_read_json(str(args.jwks)), args.token)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_bytes(key)
+        except (OSError, ReportError) as exc:
+            print(f"report.py: {exc}", file=sys.stderr)
+            return 1
+        print(kid, algorithm)
         return 0
     try:
         rows = best_runs(read_manifest(args.manifest))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Passthrough benchmark on loopback: upstream nginx directly, nginx as a proxy, HAProxy
-# as a proxy, the gateway on a `public` route (access log on, then off) and, for reference,
-# a minimal aiohttp proxy, all with wrk (HTTP/1.1 keep-alive). See bench/README.md.
+# as a proxy, the gateway on a `public` route (access log on, then off), the gateway
+# checking a bearer token (one token, cached; then a new token per request), HAProxy
+# verifying the same JWTs (`jwt_verify`) and, for reference, a minimal aiohttp proxy, all
+# with wrk (HTTP/1.1 keep-alive). See bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -15,6 +17,8 @@
 #   BENCH_PROXY_CPU=1      core for the proxy under test (alone)
 #   BENCH_GATEWAY_QUIET=1  also measure the gateway with `server.access_log: false` (0: skip)
 #   BENCH_AIOHTTP_FLOOR=1  also measure bench/aiohttp_floor.py, a bare aiohttp proxy (0: skip)
+#   BENCH_TOKENS=1         also measure the token rows: gateway and HAProxy checking JWTs (0: skip)
+#   BENCH_COLD_TOKENS=200000  tokens minted for the rows with a new token per request
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
@@ -37,6 +41,8 @@ LOAD_CPU=${BENCH_LOAD_CPU:-0}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 GATEWAY_QUIET=${BENCH_GATEWAY_QUIET:-1}
 AIOHTTP_FLOOR=${BENCH_AIOHTTP_FLOOR:-1}
+TOKEN_ROWS=${BENCH_TOKENS:-1}
+COLD_TOKENS=${BENCH_COLD_TOKENS:-200000}
 VENV=${BENCH_VENV:-$ROOT/.venv}
 case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 
@@ -60,11 +66,13 @@ for arg in "$@"; do
 done
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU; do
+for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU COLD_TOKENS; do
     is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
 done
 ((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
     || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
+((COLD_TOKENS >= THREADS && COLD_TOKENS <= 10000000)) \
+    || die "BENCH_COLD_TOKENS must be between BENCH_THREADS and 10000000, got $COLD_TOKENS"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 
 GATEWAY=$VENV/bin/gateway
@@ -160,21 +168,24 @@ stop() {
     forget "$1"
 }
 
-# wait_ready NAME PID LOGFILE URL: until URL answers 200 with the upstream's body.
+# wait_ready NAME PID LOGFILE URL [CURL-ARG...]: until URL answers 200 with the upstream's
+# body (the curl arguments, e.g. `-H 'Authorization: ...'`, go with every try).
 wait_ready() {
     local name=$1 pid=$2 logfile=$3 url=$4 i body
+    shift 4
     for ((i = 0; i < 300; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 20 "$logfile" >&2 || true
             die "$name exited during start-up (log above: $logfile)"
         fi
-        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body == "$BODY" ]]; then
+        if body=$(curl -fsS --max-time 1 "$@" "$url" 2>/dev/null) && [[ $body == "$BODY" ]]
+        then
             return 0
         fi
         sleep 0.1
     done
     tail -n 20 "$logfile" >&2 || true
-    curl -sS -i --max-time 2 "$url" >&2 || true
+    curl -sS -i --max-time 2 "$@" "$url" >&2 || true
     die "$name did not answer 200 with the upstream's body on $url within 30 s"
 }
 
@@ -191,6 +202,7 @@ UP_PORT=$(port)
 NGINX_PROXY_PORT=$(port)
 HAPROXY_PORT=$(port)
 GATEWAY_PORT=$(port)
+HAPROXY_JWT_PORT=$(port)
 FLOOR_PORT=$(port)
 
 write_nginx_conf() {  # DIR PORT HTTP-BODY
@@ -235,8 +247,10 @@ write_nginx_conf "$WORK/nginx-proxy" "$NGINX_PROXY_PORT" "    upstream bench_ups
         }
     }"
 
-mkdir -p "$WORK/haproxy"
-cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+# write_haproxy_conf DIR PORT [RULES]: RULES (lines) go into the frontend, before the backend.
+write_haproxy_conf() {
+    mkdir -p "$1"
+    cat >"$1/haproxy.cfg" <<EOF
 global
     nbthread 1
     maxconn 4096
@@ -252,14 +266,17 @@ defaults
     timeout http-keep-alive 30s
 
 frontend bench
-    bind 127.0.0.1:$HAPROXY_PORT
-    default_backend bench_upstream
+    bind 127.0.0.1:$2
+${3:-}    default_backend bench_upstream
 
 backend bench_upstream
     server upstream 127.0.0.1:$UP_PORT
 EOF
+}
+write_haproxy_conf "$WORK/haproxy" "$HAPROXY_PORT"
 
-# write_gateway_conf FILE ACCESS-LOG: both configurations share the folder (store, certs).
+# write_gateway_conf FILE ACCESS-LOG POLICY: every configuration shares the folder (store,
+# signing keys, certificates), so tokens minted with one are valid for all.
 write_gateway_conf() {
     cat >"$1" <<EOF
 server:
@@ -272,15 +289,27 @@ store:
 regions:
   default: local
   local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
-policies: [policies/bench.yaml]
+policies: [policies/$3]
 EOF
 }
 mkdir -p "$WORK/gateway"
-write_gateway_conf "$WORK/gateway/config.yaml" true
-write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" false
+write_gateway_conf "$WORK/gateway/config.yaml" true bench.yaml
+write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" false bench.yaml
+# The token rows: the gateway as shipped (access log on) with a rule asking for a token on
+# /api/**. The passthrough rows keep the public-only policy, on the same path.
+write_gateway_conf "$WORK/gateway/config-token.yaml" true bench-token.yaml
 mkdir -p "$WORK/gateway/policies"
 cat >"$WORK/gateway/policies/bench.yaml" <<'EOF'
 rules:
+  - name: bench-public
+    match: {path: "/**"}
+    auth: public
+EOF
+cat >"$WORK/gateway/policies/bench-token.yaml" <<'EOF'
+rules:
+  - name: bench-token
+    match: {path: "/api/**"}
+    auth: any_token
   - name: bench-public
     match: {path: "/**"}
     auth: public
@@ -306,13 +335,33 @@ run_wrk() {
     ((status == 0)) || { cat "$out" >&2; die "wrk failed (status $status)"; }
 }
 
-# measure SLUG LABEL WRK-CPU SERVER-PID SERVER-CPU URL
+# shown_command CPU WRK-ARG...: the wrk command as the results show it: arguments with a
+# space quoted, the temporary folder as $WORK, the token of the one-token rows as $TOKEN.
+shown_command() {
+    local cpu=$1 arg text work="\$WORK" token="\$TOKEN"
+    shift
+    text="taskset -c $cpu wrk"
+    for arg in "$@"; do
+        [[ $arg == *' '* ]] && arg="'$arg'"
+        text+=" $arg"
+    done
+    text=${text//"$WORK"/"$work"}
+    text=${text//"$HERE"/bench}
+    [[ -z ${WARM_TOKEN:-} ]] || text=${text//"$WARM_TOKEN"/"$token"}
+    printf '%s' "$text"
+}
+
+# measure SLUG LABEL WRK-CPU SERVER-PID SERVER-CPU WRK-ARG...: the wrk arguments of the
+# target come last: its options (-H, -s), the URL, and after `--` the script's arguments.
 measure() {
-    local slug=$1 label=$2 cpu=$3 server=$4 server_cpu=$5 url=$6 round out
-    local -a args=("-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "$url")
+    local slug=$1 label=$2 cpu=$3 server=$4 server_cpu=$5 round out
+    shift 5
+    local -a target=("$@")
+    local -a args=("-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "${target[@]}")
     if ((WARMUP > 0)); then
         log "$label: warm-up ${WARMUP}s"
-        run_wrk "$cpu" "$WORK/warm-up.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" "$url"
+        run_wrk "$cpu" "$WORK/warm-up-$slug.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" \
+            "${target[@]}"
     fi
     for ((round = 1; round <= ROUNDS; round++)); do
         out=$WORK/wrk-$slug-$round.txt
@@ -323,11 +372,12 @@ measure() {
         run_wrk "$cpu" "$out" "${args[@]}"
         times >"$out.times-after"
         snapshot "$cpu" "$server" "$out.after.json"
-        grep -E 'Requests/sec|Non-2xx|Socket errors' "$out" | sed 's/^ */    /' >&2 || true
+        grep -E 'Requests/sec|Non-2xx|Socket errors|^Tokens:' "$out" | sed 's/^ */    /' >&2 \
+            || true
         "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
-            --label "$label" --wrk-command "taskset -c $cpu wrk ${args[*]}" --wrk-output "$out" \
-            --wrk-times "$out.times-before" "$out.times-after" --server-core "$server_cpu" \
-            --wrk-core "$cpu" --upstream-core "$LOAD_CPU" \
+            --label "$label" --wrk-command "$(shown_command "$cpu" "${args[@]}")" \
+            --wrk-output "$out" --wrk-times "$out.times-before" "$out.times-after" \
+            --server-core "$server_cpu" --wrk-core "$cpu" --upstream-core "$LOAD_CPU" \
             --before "$out.before.json" --after "$out.after.json"
     done
 }
@@ -335,7 +385,7 @@ measure() {
 # gateway_errors SLUG LABEL LOGFILE: explain non-2xx answers or socket errors from the log.
 gateway_errors() {
     local slug=$1 label=$2 logfile=$3 summary=$WORK/errors-$1.txt count sockets
-    local -a outs=("$WORK/wrk-$slug"-*.txt)
+    local -a outs=("$WORK/wrk-$slug"-[0-9]*.txt)
     count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "${outs[@]}" \
         | awk '{ n += $1 } END { if (NR) print n }')
     sockets=$(sed -nE 's/^ *(Socket errors: .*)/\1/p' "${outs[@]}" | paste -sd ';' -)
@@ -351,6 +401,55 @@ gateway_errors() {
     APPENDICES+=(--appendix "$summary")
     NOTES+=("'$label' had errors (${count:-0} non-2xx${sockets:+; $sockets}): the gateway's log
 is summarised below.")
+}
+
+# token_note SLUG LABEL CACHED: which of the minted tokens the per-request row sent (from
+# the `Tokens:` line of bench/tokens.lua); CACHED=1 when the server caches verified tokens.
+token_note() {
+    local slug=$1 label=$2 cached=$3 file line round runs="" reused=0 text
+    local pattern='^Tokens: sent ([0-9]+), first ([0-9]+), last ([0-9]+), reused ([0-9]+)$'
+    local -a files=()
+    ((WARMUP > 0)) && files+=("$WORK/warm-up-$slug.txt")
+    for ((round = 1; round <= ROUNDS; round++)); do
+        files+=("$WORK/wrk-$slug-$round.txt")
+    done
+    for file in "${files[@]}"; do
+        line=$(grep -E "$pattern" "$file") || die "$label: no 'Tokens:' line in $file"
+        [[ $line =~ $pattern ]] || die "$label: unexpected '$line' in $file"
+        if [[ $file == */warm-up-* ]]; then
+            text="warm-up"
+        else
+            text=${file##*-}
+            text="run ${text%.txt}"
+        fi
+        runs+="${runs:+, }$text: ${BASH_REMATCH[2]}-${BASH_REMATCH[3]}"
+        reused=$((reused + BASH_REMATCH[4]))
+    done
+    text="'$label': tokens sent, by their number among the $COLD_TOKENS minted: $runs."
+    if ((reused == 0)); then
+        text+=" No request carried a token sent before."
+    else
+        text+=" $reused requests carried a token sent before (not enough tokens for the rate:
+raise BENCH_COLD_TOKENS)"
+        if ((cached)); then
+            text+=", answered from the gateway's cache: the row is partly a warm one."
+        else
+            text+="; HAProxy keeps no cache, so they cost the same."
+        fi
+        log "warning: $reused requests of '$label' reused a token"
+    fi
+    NOTES+=("$text")
+}
+
+# refuses NAME URL: a token with a broken signature must not get through.
+refuses() {
+    local name=$1 url=$2 sig=${WARM_TOKEN##*.} rest=${WARM_TOKEN%.*} swap=A code
+    [[ ${sig:10:1} == A ]] && swap=B
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+        -H "Authorization: Bearer $rest.${sig:0:10}$swap${sig:11}" "$url") || code=none
+    [[ $code == 40[13] ]] || die "$name answered $code to a token with a bad signature"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=none
+    [[ $code == 40[13] ]] || die "$name answered $code to a request without a token"
 }
 
 # Other work on the machine skews every row: say so in the results.
@@ -415,6 +514,96 @@ if [[ $GATEWAY_QUIET == 1 ]]; then
     gateway_errors gateway-quiet "gateway, public route (access log off)" "$GW_LOG"
 fi
 
+if [[ $TOKEN_ROWS == 1 ]]; then
+    GW_TOKEN_CONF=$WORK/gateway/config-token.yaml
+    log "minting 1 + $COLD_TOKENS access tokens (about 30 s per 200,000 here)"
+    minted=$SECONDS
+    "$GATEWAY" init --config "$GW_TOKEN_CONF" >"$WORK/gateway/init.json"
+    NETWORK_ID=$("$GATEWAY" network create --config "$GW_TOKEN_CONF" --name bench \
+        | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["networkId"])') \
+        || die "gateway network create failed"
+    "$GATEWAY" tokens mint --config "$GW_TOKEN_CONF" --network "$NETWORK_ID" --users 1 \
+        --out "$WORK/token-one.csv" >/dev/null
+    # The CSV has CRLF line ends; the header line comes first.
+    WARM_TOKEN=$(sed -n '2{s/^[^,]*,//;s/\r$//;p;}' "$WORK/token-one.csv")
+    [[ -n $WARM_TOKEN ]] || die "no token in $WORK/token-one.csv"
+    COLD_CSV=$WORK/tokens.csv
+    "$GATEWAY" tokens mint --config "$GW_TOKEN_CONF" --network "$NETWORK_ID" \
+        --users "$COLD_TOKENS" --out "$COLD_CSV" >/dev/null
+    log "minted in $((SECONDS - minted)) s"
+    AUTH=(-H "Authorization: Bearer $WARM_TOKEN")
+
+    # One token on every request: verified once, then answered from the cache.
+    GW_LOG=$RESULTS/gateway-token-warm.log
+    start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$GW_TOKEN_CONF"
+    pid=$STARTED
+    wait_ready "gateway (token checked)" "$pid" "$GW_LOG" "$GW_URL" "${AUTH[@]}"
+    refuses "gateway (token checked)" "$GW_URL"
+    # HAProxy verifies with the gateway's public key, taken from its JWKS.
+    curl -fsS --max-time 5 "http://127.0.0.1:$GATEWAY_PORT/.well-known/jwks.json" \
+        >"$WORK/jwks.json" || die "no JWKS from the gateway"
+    JWT_KEY=$WORK/haproxy-jwt/signing-key.pem
+    key_id=$("$PYTHON" "$HERE/report.py" jwks-pem --jwks "$WORK/jwks.json" \
+        --token "$WARM_TOKEN" --out "$JWT_KEY") || die "no key for the tokens in the JWKS"
+    read -r KID JWT_ALG <<<"$key_id"
+    measure gateway-token-warm "gateway, token checked (cache warm)" "$LOAD_CPU" "$pid" \
+        "$PROXY_CPU" "${AUTH[@]}" "$GW_URL"
+    stop "$pid"
+    gateway_errors gateway-token-warm "gateway, token checked (cache warm)" "$GW_LOG"
+
+    # A token not sent before on every request, to a fresh gateway (empty cache). The
+    # warm-up sends other tokens of the same file (bench/tokens.lua keeps a cursor).
+    label="gateway, token checked (cold: a different token per request)"
+    GW_LOG=$RESULTS/gateway-token-cold.log
+    start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$GW_TOKEN_CONF"
+    pid=$STARTED
+    wait_ready "gateway (token checked, cold)" "$pid" "$GW_LOG" "$GW_URL" "${AUTH[@]}"
+    measure gateway-token-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+        -s "$HERE/tokens.lua" "$GW_URL" -- "$COLD_CSV" "$WORK/cursor-gateway" "$THREADS"
+    stop "$pid"
+    gateway_errors gateway-token-cold "$label" "$GW_LOG"
+    token_note gateway-token-cold "$label" 1
+
+    # HAProxy checks what the gateway checks before the signature (alg, kid, iss, exp),
+    # then the signature; any failure is a 403.
+    write_haproxy_conf "$WORK/haproxy-jwt" "$HAPROXY_JWT_PORT" "\
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny unless { var(txn.jwt_alg) -m str $JWT_ALG }
+    http-request deny unless { var(txn.bearer),jwt_header_query('\$.kid') -m str $KID }
+    http-request deny unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str gateway }
+    http-request set-var(txn.now) date()
+    http-request set-var(txn.ttl) var(txn.bearer),jwt_payload_query('\$.exp','int'),sub(txn.now)
+    http-request deny unless { var(txn.ttl) -m int gt 0 }
+    http-request deny unless { var(txn.bearer),jwt_verify(txn.jwt_alg,\"$JWT_KEY\") -m int 1 }
+"
+    haproxy -c -q -f "$WORK/haproxy-jwt/haproxy.cfg" \
+        || die "haproxy rejected $WORK/haproxy-jwt/haproxy.cfg"
+    HAPROXY_JWT_URL="http://127.0.0.1:$HAPROXY_JWT_PORT$BENCH_PATH"
+    start "$PROXY_CPU" "$WORK/haproxy-jwt/haproxy.log" \
+        haproxy -db -f "$WORK/haproxy-jwt/haproxy.cfg"
+    pid=$STARTED
+    wait_ready "haproxy (jwt_verify)" "$pid" "$WORK/haproxy-jwt/haproxy.log" \
+        "$HAPROXY_JWT_URL" "${AUTH[@]}"
+    refuses "haproxy (jwt_verify)" "$HAPROXY_JWT_URL"
+    measure haproxy-jwt "haproxy jwt_verify (one token)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+        "${AUTH[@]}" "$HAPROXY_JWT_URL"
+    label="haproxy jwt_verify (a different token per request)"
+    measure haproxy-jwt-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+        -s "$HERE/tokens.lua" "$HAPROXY_JWT_URL" -- "$COLD_CSV" "$WORK/cursor-haproxy" "$THREADS"
+    stop "$pid"
+    token_note haproxy-jwt-cold "$label" 0
+
+    NOTES+=("Token rows: \`gateway tokens mint\` access tokens ($JWT_ALG, kid $KID) of a network
+made with \`gateway network create\`, in the gateway's store. \$TOKEN is the one token of the
+one-token rows; the per-request rows send the tokens of \$WORK/tokens.csv through
+bench/tokens.lua, each token once. The gateway rows use config-token.yaml (access log on,
+rule bench-token: \`/api/**\` any_token); the cold row runs on a freshly started gateway.
+HAProxy checks alg, kid, iss and exp, then \`jwt_verify\` with the public key from the
+gateway's JWKS; it keeps no cache. Both were checked to refuse a bad signature and a
+missing token before measuring.")
+fi
+
 if [[ $AIOHTTP_FLOOR == 1 ]]; then
     FLOOR_URL="http://127.0.0.1:$FLOOR_PORT$BENCH_PATH"
     start "$PROXY_CPU" "$WORK/aiohttp-floor.log" "$PYTHON" "$HERE/aiohttp_floor.py" \
@@ -424,9 +613,10 @@ if [[ $AIOHTTP_FLOOR == 1 ]]; then
     measure aiohttp-floor "aiohttp minimal proxy (reference)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
         "$FLOOR_URL"
     stop "$pid"
-    NOTES+=("'aiohttp minimal proxy (reference)' is bench/aiohttp_floor.py: the gateway's
-stack (aiohttp server and client, uvloop) with none of its work, about the ceiling of an
-aiohttp-based proxy on this core.")
+    NOTES+=("'aiohttp minimal proxy (reference)' is bench/aiohttp_floor.py: aiohttp server and
+client (uvloop) relaying the GET and nothing else, about the ceiling of a proxy built on
+aiohttp's client on this core. The gateway forwards through its own client
+(gateway/proxy/upstream_client.py, httptools), so it can be faster than this row.")
 fi
 stop "$UP_PID"
 
@@ -434,8 +624,10 @@ NOTES+=("Pinning: the proxy under test alone on CPU $PROXY_CPU; wrk ($THREADS th
 and the upstream nginx (1 worker) share CPU $LOAD_CPU. Direct row: upstream nginx on CPU
 $LOAD_CPU, wrk on CPU $PROXY_CPU. nginx and HAProxy run without access logs; the gateway
 writes its log to a file.")
-VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
-VERSIONS+=", $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $("$PYTHON" -c 'import platform, aiohttp
+# awk reads all of the output: `head` could leave haproxy a SIGPIPE (fatal with pipefail).
+VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+VERSIONS+=", $(haproxy -v | awk 'NR == 1 { print $1, $2, $3 }')"
+VERSIONS+=", $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }'), $("$PYTHON" -c 'import platform, aiohttp
 print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
 if REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
     git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null || REVISION+=" + uncommitted changes"
@@ -447,6 +639,7 @@ REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONN
 REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
 REPRODUCE+=" BENCH_PROXY_CPU=$PROXY_CPU"
 REPRODUCE+=" BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
+REPRODUCE+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS"
 REPRODUCE+=" bash bench/run.sh"
 
 note_args=()
