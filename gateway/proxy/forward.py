@@ -81,6 +81,9 @@ def upstream_request_headers(request: web.Request, settings: Settings) -> CIMult
         request_id=info.request_id,
     )
     if info.principal is not None:
+        # The gateway's own bearer token stops here: upstreams get the identity instead,
+        # and a credential they cannot verify is one less secret in their logs.
+        headers.popall("Authorization", None)
         headers.update(info.principal.identity_headers())
     return headers
 

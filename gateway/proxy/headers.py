@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 HOP_BY_HOP: frozenset[str] = frozenset(
     {
@@ -219,6 +219,9 @@ def request_id_for(value: str | None) -> str:
 
 def _connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
     """Lower-cased names listed in every `Connection` header (`close, X-Secret`)."""
+    # The common case, cheap: a case-insensitive mapping without a Connection header.
+    if isinstance(headers, CIMultiDict | CIMultiDictProxy) and "Connection" not in headers:
+        return frozenset()
     return frozenset(
         token.strip().lower()
         for name, value in headers.items()

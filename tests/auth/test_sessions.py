@@ -116,6 +116,7 @@ async def test_proxied_calls_carry_the_identity_and_ignore_spoofing(gw: Gateway)
     assert seen["x-gateway-network-id"] == network.id
     assert seen["x-gateway-token-kind"] == "access"
     assert seen["x-gateway-role"] == "user"
+    assert "authorization" not in seen  # the gateway's credential stops at the gateway
     status, answer, _ = await gw.call("GET", "/api/v3/things")
     assert (status, answer) == (401, error(401, "Unauthorized"))
 
