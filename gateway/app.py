@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
-from gateway.api import ops, secure, sessions
+from gateway.api import admin_tokens, ops, secure, sessions
 from gateway.auth.loader import load_token_service
 from gateway.auth.tokens import TokenService
 from gateway.config import Config
@@ -51,6 +51,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app.on_response_prepare.append(_server_header)
     ops.add_routes(app)
     sessions.add_routes(app)
+    admin_tokens.add_routes(app)
     secure.add_routes(app)
     proxy.add_routes(app)
     return app

@@ -81,11 +81,12 @@ async def admin_token(config: Config, network_id: str, username: str) -> dict[st
         if admin is None:
             raise NotFound(f"username {username!r} not found in network {network_id!r}")
         tokens = await load_token_service(config, store, time.time)
-        token, credential = await tokens.issue(
-            kind="admin", network_id=network_id, subject=username,
-            ttl=config.tokens.admin_token_ttl, role=admin.role,
+        token, credential = await tokens.issue_admin(
+            network_id, username, admin.role, config.tokens.admin_token_ttl
         )
-        await store.record_credential(credential)
+        await store.rotate_admin_token(  # running gateways learn of it from the feed
+            credential, config.tokens.admin_rotation_grace
+        )
     finally:
         await store.close()
     return {"adminToken": token, "issuedAt": iso(credential.issued_at),

@@ -31,6 +31,8 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = info.request_id
+        if info.warning:
+            response.headers["Warning"] = info.warning
     elapsed = time.perf_counter() - started
     request.app[METRICS].observe_request(info.route, request.method, response.status, elapsed)
     log = request.app[ACCESS_LOG]

@@ -19,6 +19,7 @@ class RequestInfo:
     upstream: str | None = None
     principal: Principal | None = None
     bytes_in: int = 0
+    warning: str | None = None  # a `Warning` header every response to this request carries
 
 
 INFO = web.RequestKey("info", RequestInfo)

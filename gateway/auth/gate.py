@@ -10,6 +10,8 @@ from gateway.errors import GatewayError, invalid_token, permission_denied, unaut
 from gateway.keys import AUTH_STATE, TOKENS
 from gateway.policy import Auth, Rule, role_allows
 from gateway.proxy.headers import is_websocket_upgrade
+from gateway.requestinfo import INFO
+from gateway.timefmt import iso
 
 
 def user_banned() -> GatewayError:
@@ -31,7 +33,13 @@ async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
     token = request_token(request)
     if token is None:
         raise unauthorized()
-    claims = await request.app[TOKENS].verify(token)
+    tokens = request.app[TOKENS]
+    claims = await tokens.verify(token)
+    grace_end = tokens.state.superseded.get(claims.jti)
+    if grace_end is not None:
+        request[INFO].warning = (
+            f'299 gateway "admin token superseded; valid until {iso(grace_end)}"'
+        )
     if rule.auth is Auth.ACCESS_TOKEN and claims.kind != "access":
         raise invalid_token()
     if rule.auth is Auth.ADMIN_TOKEN and claims.kind != "admin":

@@ -27,12 +27,14 @@ async def load_token_service(config: Config, store: Store, clock: Clock) -> Toke
     state = AuthState(clock=clock)
     for jti, exp in await store.live_revocations():
         state.revoked[jti] = exp
+    for jti, grace_until in await store.live_supersessions():
+        state.superseded[jti] = grace_until
     state.banned.update(await store.banned_users())
     for network in await store.list_networks():
         state.networks[network.id] = NetworkFlags(
             secure=network.use_secure_authentication, mtls=network.mtls_enabled
         )
     return TokenService(
-        ring, state, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
+        ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
         clock=clock,
     )

@@ -9,6 +9,7 @@ request with a known token costs two dictionary lookups, never a database round 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import jwt
 
 from gateway.auth.keyring import KeyRing
+from gateway.auth.sealing import Sealer
 from gateway.auth.state import AuthState
 from gateway.errors import GatewayError, invalid_token, token_expired
 from gateway.store import IssuedCredential
@@ -87,6 +89,7 @@ class TokenService:
         self,
         ring: KeyRing,
         state: AuthState,
+        sealer: Sealer,
         *,
         algorithms: tuple[str, ...],
         leeway: float,
@@ -94,6 +97,7 @@ class TokenService:
     ) -> None:
         self.ring = ring
         self.state = state
+        self.sealer = sealer
         self._algorithms = algorithms
         self._leeway = leeway
         self._clock = clock
@@ -141,6 +145,19 @@ class TokenService:
             device_id=device_id,
         )
         return token, credential
+
+    async def issue_admin(
+        self, network_id: str, username: str, role: str, ttl: float
+    ) -> tuple[str, IssuedCredential]:
+        """An admin token, sealed into its record so that its holder can retrieve it."""
+        token, credential = await self.issue(
+            kind="admin", network_id=network_id, subject=username, ttl=ttl, role=role
+        )
+        sealed = self.sealer.seal(token.encode(), f"admin-token:{credential.jti}")
+        return token, dataclasses.replace(credential, sealed_token=sealed)
+
+    def unseal_admin(self, jti: str, sealed: str) -> str:
+        return self.sealer.unseal(sealed, f"admin-token:{jti}").decode()
 
     # -- verify ---------------------------------------------------------------------
 

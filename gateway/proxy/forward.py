@@ -225,6 +225,9 @@ _RELAY_ERRORS = (TimeoutError, aiohttp.ClientError, UpstreamBroken, UpstreamTime
 async def _relay(request: web.Request, upstream: Relayable) -> web.StreamResponse:
     headers = forwarded_response_headers(upstream.headers)
     headers["X-Request-Id"] = request[INFO].request_id
+    warning = request[INFO].warning
+    if warning:
+        headers["Warning"] = warning
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
         try:

@@ -130,13 +130,62 @@ class CredentialQueries(StoreCore):
                     credentials[0].kid, max(c.expires_at for c in credentials),
                 )
 
-    async def credential(self, jti: str) -> dict[str, Any] | None:
+    async def current_admin_token(self, network_id: str, username: str) -> dict[str, Any] | None:
+        """The admin's newest live token that is not in a grace window."""
         row = await self.db.fetchrow(
-            "SELECT jti, kind, network_id, subject, device_id, issued_at, expires_at,"
-            " revoked_at, grace_until, sealed_token FROM credentials WHERE jti = $1",
-            jti,
+            "SELECT jti, issued_at, expires_at, sealed_token FROM credentials"
+            " WHERE network_id = $1 AND subject = $2 AND kind = 'admin'"
+            " AND revoked_at IS NULL AND grace_until IS NULL AND expires_at > $3"
+            " ORDER BY issued_at DESC LIMIT 1",
+            network_id, username, self.clock(),
         )
         return dict(row) if row else None
+
+    async def rotate_admin_token(
+        self, credential: IssuedCredential, grace: float
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """Record a new admin token; the admin's previous ones enter a grace window
+        (revoked at once when `grace` is 0). Returns (superseded, revoked) (jti, time)."""
+        now = self.clock()
+        superseded: list[tuple[str, float]] = []
+        revoked: list[tuple[str, float]] = []
+        async with self.db.transaction() as tx:
+            if grace > 0:
+                rows = await tx.fetch(
+                    "SELECT jti, expires_at FROM credentials WHERE network_id = $1"
+                    " AND subject = $2 AND kind = 'admin' AND revoked_at IS NULL"
+                    " AND grace_until IS NULL AND expires_at > $3",
+                    credential.network_id, credential.subject, now,
+                )
+                until = now + grace
+                superseded = [(row["jti"], min(until, float(row["expires_at"]))) for row in rows]
+                for jti, grace_until in superseded:
+                    await tx.execute(
+                        "UPDATE credentials SET grace_until = $2 WHERE jti = $1", jti, grace_until
+                    )
+                if superseded:
+                    await self.append_change(
+                        tx, "tokens.superseded", credential.network_id, {"tokens": superseded}
+                    )
+            else:
+                revoked = await self._revoke_where(
+                    tx, credential.network_id, "subject = $2 AND kind = 'admin'",
+                    credential.subject,
+                )
+            await _insert_credentials(tx, [credential])
+            await tx.execute(
+                "UPDATE signing_keys SET max_exp = $2 WHERE kid = $1 AND max_exp < $2",
+                credential.kid, credential.expires_at,
+            )
+        return superseded, revoked
+
+    async def live_supersessions(self) -> list[tuple[str, float]]:
+        rows = await self.db.fetch(
+            "SELECT jti, grace_until FROM credentials WHERE grace_until IS NOT NULL"
+            " AND revoked_at IS NULL AND expires_at > $1",
+            self.clock(),
+        )
+        return [(row["jti"], float(row["grace_until"])) for row in rows]
 
     # -- revocation -----------------------------------------------------------------
 

@@ -55,8 +55,7 @@ class Gateway:
         if await self.store.admin_by_username(network.id, username) is None:
             await self.store.create_admin(network.id, username, role,
                                           hash_password("pw", log2_n=10))
-        token, credential = await self.app[TOKENS].issue(
-            kind="admin", network_id=network.id, subject=username, ttl=86400, role=role)
+        token, credential = await self.app[TOKENS].issue_admin(network.id, username, role, 86400)
         await self.store.record_credential(credential)
         return token
 

@@ -1,0 +1,86 @@
+"""Admin tokens (API.md section 3): retrieve, rotate with a grace window, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.body import json_object, text_field
+from gateway.api.sessions import SUCCESS, _principal
+from gateway.auth.principal import Principal
+from gateway.errors import not_found, permission_denied
+from gateway.keys import AUTH_STATE, RUNTIME, STORE, TOKENS
+from gateway.timefmt import iso
+
+
+def _token_json(token: str, issued_at: float, expires_at: float) -> dict[str, Any]:
+    return {"adminToken": token, "issuedAt": iso(issued_at), "expiresAt": iso(expires_at)}
+
+
+def _admin(request: web.Request) -> Principal:
+    principal = _principal(request)
+    if principal.kind != "admin":
+        raise permission_denied()
+    return principal
+
+
+async def get_admin_token(request: web.Request) -> web.Response:
+    principal = _admin(request)
+    row = await request.app[STORE].current_admin_token(principal.network_id, principal.user_id)
+    if row is None or row["sealed_token"] is None:
+        raise not_found("no admin token to retrieve: generate one")
+    token = request.app[TOKENS].unseal_admin(row["jti"], row["sealed_token"])
+    return web.json_response(_token_json(token, row["issued_at"], row["expires_at"]))
+
+
+async def generate_admin_token(request: web.Request) -> web.Response:
+    principal = _admin(request)
+    if principal.role == "super-admin":  # not available for super admins
+        raise permission_denied()
+    config = request.app[RUNTIME].current.config
+    tokens = request.app[TOKENS]
+    token, credential = await tokens.issue_admin(
+        principal.network_id, principal.user_id, principal.role, config.tokens.admin_token_ttl
+    )
+    superseded, revoked = await request.app[STORE].rotate_admin_token(
+        credential, config.tokens.admin_rotation_grace
+    )
+    state = request.app[AUTH_STATE]
+    state.superseded.update(superseded)
+    state.revoked.update(revoked)
+    return web.json_response(
+        _token_json(token, credential.issued_at, credential.expires_at)
+    )
+
+
+async def revoke_admin_token(request: web.Request) -> web.Response:
+    principal = _admin(request)
+    body = await json_object(request, optional=True)
+    if "username" not in body and "username" in request.query:
+        body = {"username": request.query["username"]}
+    username = text_field(body, "username", max_length=100, required=True)
+    assert username is not None
+    if principal.role not in ("admin", "super-admin"):
+        raise permission_denied()
+    store = request.app[STORE]
+    target = await store.admin_by_username(principal.network_id, username)
+    if target is None:
+        raise not_found("username Not Found.")
+    allowed = username == principal.user_id or (
+        principal.role == "super-admin" and target.role in ("admin", "moderator")
+    )
+    if not allowed:
+        raise permission_denied()
+    revoked = await store.revoke_subject(principal.network_id, username, "admin")
+    request.app[AUTH_STATE].revoked.update(revoked)
+    return web.json_response(SUCCESS)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/admin-token", get_admin_token)
+    app.router.add_post("/api/v1/admin-token", generate_admin_token)
+    app.router.add_delete("/api/v1/admin-token", revoke_admin_token)
+
+
+

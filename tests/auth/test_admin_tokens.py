@@ -1,0 +1,115 @@
+"""Admin tokens: retrieve, rotate with a grace window (Warning header), revoke by username."""
+
+from __future__ import annotations
+
+import re
+
+import jwt
+
+from gateway.keys import RUNTIME, TOKENS
+from gateway.store import Network
+from tests.auth.conftest import Clock, Gateway, error
+
+YEAR = 365 * 86400
+WARNING = re.compile(
+    r'^299 gateway "admin token superseded; valid until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"$'
+)
+
+
+async def _issued(gw: Gateway, network: Network, username: str, role: str) -> str:
+    """An admin token issued the way login and the CLI do: default lifetime, sealed."""
+    if await gw.store.admin_by_username(network.id, username) is None:
+        await gw.store.create_admin(network.id, username, role, "x")
+    config = gw.app[RUNTIME].current.config
+    token, credential = await gw.app[TOKENS].issue_admin(
+        network.id, username, role, config.tokens.admin_token_ttl)
+    await gw.store.rotate_admin_token(credential, config.tokens.admin_rotation_grace)
+    return token
+
+
+async def test_retrieve_the_current_token_with_its_one_year_lifetime(gw: Gateway) -> None:
+    network = await gw.network()
+    token = await _issued(gw, network, "ann", "admin")
+    status, body, _ = await gw.call("GET", "/api/v1/admin-token", token)
+    assert status == 200 and body["adminToken"] == token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == YEAR and claims["role"] == "admin"
+    assert body["issuedAt"].endswith("Z") and body["expiresAt"].endswith("Z")
+    stored = await gw.store.current_admin_token(network.id, "ann")
+    assert stored is not None and token not in str(stored["sealed_token"])  # sealed at rest
+
+
+async def test_rotation_keeps_the_old_token_for_24_hours_with_a_warning(
+    gw: Gateway, clock: Clock
+) -> None:
+    network = await gw.network()
+    old = await _issued(gw, network, "ann", "admin")
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", old)
+    assert status == 200
+    new = body["adminToken"]
+    assert new != old
+    status, _, response = await gw.call("GET", "/api/v3/things", old)
+    assert status == 200 and WARNING.match(response.headers["Warning"])
+    status, current, response = await gw.call("GET", "/api/v1/admin-token", old)
+    assert current["adminToken"] == new and "Warning" in response.headers
+    assert "Warning" not in (await gw.call("GET", "/api/v3/things", new))[2].headers
+
+    clock.advance(24 * 3600 - 60)
+    assert (await gw.call("GET", "/api/v3/things", old))[0] == 200
+    clock.advance(120)
+    assert (await gw.call("GET", "/api/v3/things", old))[1] == error(401, "Invalid token")
+    assert (await gw.call("GET", "/api/v3/things", new))[0] == 200
+
+
+async def test_super_admins_cannot_generate(gw: Gateway) -> None:
+    network = await gw.network()
+    boss = await _issued(gw, network, "boss", "super-admin")
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", boss)
+    assert (status, body) == (403, error(403, "Permission denied"))
+
+
+async def test_revocation_rules(gw: Gateway) -> None:
+    network = await gw.network()
+    other_network = await gw.network()
+    ann = await _issued(gw, network, "ann", "admin")
+    bob = await _issued(gw, network, "bob", "admin")
+    mod = await _issued(gw, network, "mod", "moderator")
+    boss = await _issued(gw, network, "boss", "super-admin")
+    await _issued(gw, other_network, "zed", "admin")
+    user = (await gw.login(network))["accessToken"]
+
+    async def revoke(token: str, username: str) -> tuple[int, object]:
+        status, body, _ = await gw.call("DELETE", "/api/v1/admin-token", token,
+                                        json={"username": username})
+        return status, body
+
+    denied = (403, error(403, "Permission denied"))
+    assert await revoke(mod, "mod") == denied  # moderators may not
+    assert await revoke(ann, "bob") == denied  # an admin naming another admin
+    assert await revoke(user, "ann") == denied  # an end user
+    assert await revoke(boss, "ghost") == (404, error(404, "username Not Found."))
+    assert await revoke(boss, "zed") == (404, error(404, "username Not Found."))  # other network
+
+    # An admin revokes their own: current and in-grace tokens die together.
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", ann)
+    ann_new = body["adminToken"]
+    assert await revoke(ann_new, "ann") == (200, {"success": True})
+    for token in (ann, ann_new):
+        assert (await gw.call("GET", "/api/v3/x", token))[1] == error(401, "Invalid token")
+
+    # A super admin revokes an admin (the username may come in the query too).
+    status, body, _ = await gw.call("DELETE", "/api/v1/admin-token?username=bob", boss)
+    assert (status, body) == (200, {"success": True})
+    assert (await gw.call("GET", "/api/v3/x", bob))[1] == error(401, "Invalid token")
+    assert (await gw.call("GET", "/api/v3/x", mod))[0] == 200
+
+    # The next token is a new, different one.
+    again = await _issued(gw, network, "bob", "admin")
+    assert again != bob and (await gw.call("GET", "/api/v3/x", again))[0] == 200
+
+
+async def test_username_is_required(gw: Gateway) -> None:
+    network = await gw.network()
+    boss = await _issued(gw, network, "boss", "super-admin")
+    status, body, _ = await gw.call("DELETE", "/api/v1/admin-token", boss)
+    assert status == 400 and body["message"].startswith("username ")
