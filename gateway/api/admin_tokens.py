@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.body import json_object, text_field
+from gateway.api.network import admin_token_ttl
 from gateway.api.sessions import SUCCESS, _principal
 from gateway.auth.principal import Principal
 from gateway.errors import not_found, permission_denied
@@ -40,8 +41,10 @@ async def generate_admin_token(request: web.Request) -> web.Response:
         raise permission_denied()
     config = request.app[RUNTIME].current.config
     tokens = request.app[TOKENS]
+    network = await request.app[STORE].get_network(principal.network_id)
     token, credential = await tokens.issue_admin(
-        principal.network_id, principal.user_id, principal.role, config.tokens.admin_token_ttl
+        principal.network_id, principal.user_id, principal.role,
+        admin_token_ttl(request, network),
     )
     superseded, revoked = await request.app[STORE].rotate_admin_token(
         credential, config.tokens.admin_rotation_grace

@@ -128,6 +128,19 @@ class IdentityQueries(StoreCore):
         return Network(**{**current.__dict__, "use_secure_authentication": secure,
                           "mtls_enabled": mtls})
 
+    async def set_admin_token_hours(self, network_id: str, hours: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE networks SET admin_token_expires_hours = $2 WHERE id = $1",
+                network_id, hours,
+            )
+
+    async def certificate_count(self, network_id: str) -> int:
+        row = await self.db.fetchrow(
+            "SELECT COUNT(*) AS n FROM certificates WHERE network_id = $1", network_id
+        )
+        return int(row["n"]) if row else 0
+
     # -- server keys ----------------------------------------------------------------
 
     async def set_server_key_hash(self, network_id: str, key_hash: str, by: str) -> None:
@@ -214,7 +227,8 @@ class IdentityQueries(StoreCore):
 
 
 _NETWORK_COLUMNS = (
-    "id, name, region, api_key, use_secure_authentication, mtls_enabled, created_at"
+    "id, name, region, api_key, use_secure_authentication, mtls_enabled, created_at,"
+    " admin_token_expires_hours"
 )
 
 
@@ -227,6 +241,7 @@ def _network(row: Row) -> Network:
         use_secure_authentication=bool(row["use_secure_authentication"]),
         mtls_enabled=bool(row["mtls_enabled"]),
         created_at=float(row["created_at"]),
+        admin_token_expires_hours=row["admin_token_expires_hours"],
     )
 
 

@@ -15,6 +15,7 @@ class Network:
     use_secure_authentication: bool
     mtls_enabled: bool
     created_at: float
+    admin_token_expires_hours: int | None = None
 
 
 @dataclass(frozen=True)
