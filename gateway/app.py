@@ -10,8 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
-from gateway.api import admin_tokens, ops, secure, sessions
+from gateway.api import admin_tokens, console, network, notifications, ops, secure, sessions
 from gateway.auth.loader import load_token_service
+from gateway.auth.ratelimit import LoginLimiter
 from gateway.auth.tokens import TokenService
 from gateway.config import Config
 from gateway.errors import error_middleware
@@ -20,6 +21,7 @@ from gateway.keys import (
     AUTH_STATE,
     CLIENT,
     FEED,
+    LOGIN_LIMITER,
     METRICS,
     RUNTIME,
     STORE,
@@ -44,6 +46,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     )
     app[RUNTIME] = Runtime(load_settings(config))
     app[METRICS] = Metrics()
+    app[LOGIN_LIMITER] = LoginLimiter(clock)
     app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
     app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
@@ -52,6 +55,9 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     ops.add_routes(app)
     sessions.add_routes(app)
     admin_tokens.add_routes(app)
+    notifications.add_routes(app)
+    network.add_routes(app)
+    console.add_routes(app)
     secure.add_routes(app)
     proxy.add_routes(app)
     return app

@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
+from gateway.auth.ratelimit import LoginLimiter
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
@@ -22,3 +23,4 @@ AUTH_STATE = web.AppKey("auth_state", AuthState)
 TOKENS = web.AppKey("tokens", TokenService)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)

@@ -76,7 +76,12 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
     if not allowed:
         raise permission_denied()
     revoked = await store.revoke_subject(principal.network_id, username, "admin")
-    request.app[AUTH_STATE].revoked.update(revoked)
+    ended = await store.end_console_sessions_of(principal.network_id, username)
+    state = request.app[AUTH_STATE]
+    state.revoked.update(revoked)
+    for session in ended:
+        state.ended_console_sessions[session] = store.clock()
+        state.console_sessions.pop(session, None)
     return web.json_response(SUCCESS)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth.console_session import COOKIE, console_principal
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import bearer_token
 from gateway.errors import GatewayError, invalid_token, permission_denied, unauthorized
@@ -32,7 +33,15 @@ async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
         return None
     token = request_token(request)
     if token is None:
-        raise unauthorized()
+        cookie = request.cookies.get(COOKIE)
+        principal = await console_principal(request, cookie) if cookie else None
+        if principal is None:
+            raise unauthorized()
+        if rule.auth is Auth.ACCESS_TOKEN:
+            raise invalid_token()
+        if not role_allows(rule.roles, principal.role):
+            raise permission_denied()
+        return principal
     tokens = request.app[TOKENS]
     claims = await tokens.verify(token)
     grace_end = tokens.state.superseded.get(claims.jti)

@@ -27,6 +27,9 @@ class AuthState:
     superseded: dict[str, float] = field(default_factory=dict)  # admin jti -> grace end
     banned: set[tuple[str, str]] = field(default_factory=set)  # (networkId, userId)
     networks: dict[str, NetworkFlags] = field(default_factory=dict)
+    ended_console_sessions: dict[str, float] = field(default_factory=dict)  # hash -> when
+    # hash -> (networkId, username, role, expires_at), filled from the store on first use
+    console_sessions: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
     on_keys_rotated: Callable[[], None] | None = None
 
     def is_revoked(self, jti: str) -> bool:
@@ -54,6 +57,10 @@ class AuthState:
             flags = self.networks.setdefault(change.network_id, NetworkFlags())
             flags.secure = bool(payload.get("secure", flags.secure))
             flags.mtls = bool(payload.get("mtls", flags.mtls))
+        elif change.kind == "console.ended":
+            for session in payload["sessions"]:
+                self.ended_console_sessions[session] = self.clock()
+                self.console_sessions.pop(session, None)
         elif change.kind == "keys.rotated" and self.on_keys_rotated is not None:
             self.on_keys_rotated()
 
@@ -63,4 +70,11 @@ class AuthState:
         spent = [jti for jti, exp in self.revoked.items() if exp < now - 3600]
         for jti in spent:
             del self.revoked[jti]
+        # Console sessions live 12 h by default; a day later an ended one cannot matter.
+        old = [h for h, when in self.ended_console_sessions.items() if when < now - 86400]
+        for session in old:
+            del self.ended_console_sessions[session]
+        gone = [h for h, session in self.console_sessions.items() if session[3] < now]
+        for session in gone:
+            del self.console_sessions[session]
         return len(spent)

@@ -278,3 +278,56 @@ async def _insert_credentials(
             for c in credentials
         ],
     )
+
+
+class ConsoleQueries(StoreCore):
+    async def create_console_session(
+        self, session_hash: str, network_id: str, username: str, role: str, expires_at: float
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO console_sessions (id, network_id, username, role, created_at,"
+                " expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                session_hash, network_id, username, role, self.clock(), expires_at,
+            )
+
+    async def console_session(self, session_hash: str) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            "SELECT network_id, username, role, expires_at FROM console_sessions"
+            " WHERE id = $1 AND ended_at IS NULL AND expires_at > $2",
+            session_hash, self.clock(),
+        )
+        return dict(row) if row else None
+
+    async def end_console_session(self, session_hash: str) -> None:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT network_id FROM console_sessions WHERE id = $1 AND ended_at IS NULL",
+                session_hash,
+            )
+            if row is None:
+                return
+            await tx.execute(
+                "UPDATE console_sessions SET ended_at = $2 WHERE id = $1",
+                session_hash, self.clock(),
+            )
+            await self.append_change(
+                tx, "console.ended", row["network_id"], {"sessions": [session_hash]}
+            )
+
+    async def end_console_sessions_of(self, network_id: str, username: str) -> list[str]:
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT id FROM console_sessions WHERE network_id = $1 AND username = $2"
+                " AND ended_at IS NULL",
+                network_id, username,
+            )
+            ended = [row["id"] for row in rows]
+            if ended:
+                await tx.execute(
+                    "UPDATE console_sessions SET ended_at = $3 WHERE network_id = $1"
+                    " AND username = $2 AND ended_at IS NULL",
+                    network_id, username, self.clock(),
+                )
+                await self.append_change(tx, "console.ended", network_id, {"sessions": ended})
+        return ended

@@ -109,6 +109,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX credentials_device ON credentials (network_id, device_id)",
         "CREATE INDEX credentials_revoked ON credentials (revoked_at, expires_at)",
     ),
+    # 3: console sessions (cookie), stored by the hash of the cookie value.
+    (
+        """CREATE TABLE console_sessions (
+            id TEXT PRIMARY KEY,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            username TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            expires_at {real} NOT NULL,
+            ended_at {real}
+        )""",
+        "CREATE INDEX console_sessions_user ON console_sessions (network_id, username)",
+    ),
 )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.store.credentials import CredentialQueries
+from gateway.store.credentials import ConsoleQueries, CredentialQueries
 from gateway.store.identity import IdentityQueries
+from gateway.store.settings import SettingsQueries
 
 
-class Store(IdentityQueries, CredentialQueries):
+class Store(IdentityQueries, CredentialQueries, ConsoleQueries, SettingsQueries):
     """Every query the gateway makes, grouped by area in the classes it combines."""

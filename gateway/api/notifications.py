@@ -1,0 +1,170 @@
+"""Push-notification settings, network level (API.md section 3).
+
+The network toggle overrides the events without erasing them: while it is off every
+event reports `isNetworkEnabled: false` and keeps its own `isPushNotifiable`, which
+applies again once the toggle is back on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.body import field_error, json_object
+from gateway.api.sessions import _principal
+from gateway.auth.principal import Principal
+from gateway.errors import conflict, permission_denied
+from gateway.keys import STORE
+from gateway.policy import role_allows
+from gateway.store import Store
+
+SETTING_NAME = "push"  # the row in `settings` holding the whole network-level setting
+LEVEL = "network"
+
+Event = tuple[str, str]  # (moduleName, name)
+
+# The events a network can switch, in the order answers list them.
+EVENTS: tuple[Event, ...] = (
+    ("chat", "message.created"),
+    ("social", "post.created"),
+    ("social", "post.reacted"),
+    ("social", "comment.created"),
+    ("social", "comment.replied"),
+    ("social", "comment.reacted"),
+)
+MODULES = tuple(dict.fromkeys(module for module, _ in EVENTS))
+
+
+@dataclass(frozen=True)
+class PushSetting:
+    enabled: bool  # the network toggle
+    events: dict[Event, bool]  # each event's own choice, kept while the toggle is off
+
+    @classmethod
+    def from_stored(cls, value: Any | None) -> PushSetting:
+        """Decode the stored JSON; anything never set is on (the default)."""
+        value = value or {}
+        stored = value.get("events", {})
+        events = {(m, n): bool(stored.get(m, {}).get(n, True)) for m, n in EVENTS}
+        return cls(bool(value.get("isPushNotifiable", True)), events)
+
+    def to_stored(self) -> dict[str, Any]:
+        events: dict[str, dict[str, bool]] = {}
+        for (module, name), on in self.events.items():
+            events.setdefault(module, {})[name] = on
+        return {"isPushNotifiable": self.enabled, "events": events}
+
+    def delivers(self, module: str, name: str) -> bool:
+        """Whether a push for this event goes out at all."""
+        return self.enabled and self.events.get((module, name), False)
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "level": LEVEL,
+            "isPushNotifiable": self.enabled,
+            "notifiableEvents": [
+                {"moduleName": module, "name": name, "isPushNotifiable": self.events[module, name],
+                 "isNetworkEnabled": self.enabled}
+                for module, name in EVENTS
+            ],
+        }
+
+
+async def load(store: Store, network_id: str) -> PushSetting:
+    return PushSetting.from_stored(await store.get_setting(network_id, SETTING_NAME))
+
+
+@dataclass(frozen=True)
+class Update:
+    """A validated POST body; None / absent entries leave the current value alone."""
+
+    enabled: bool | None
+    events: dict[Event, bool]
+
+    def apply(self, current: PushSetting) -> PushSetting:
+        # The toggle applies first, so one request may switch the network on and edit events.
+        enabled = current.enabled if self.enabled is None else self.enabled
+        changed = {event: on for event, on in self.events.items() if current.events[event] != on}
+        if changed and not enabled:
+            raise conflict(
+                "notifiableEvents cannot change while the network push setting"
+                " (isPushNotifiable) is off"
+            )
+        return PushSetting(enabled, {**current.events, **changed})
+
+
+def _check_level(level: Any) -> None:
+    if level is None:
+        raise field_error("level", "is required")
+    if level != LEVEL:
+        raise field_error("level", f'must be "{LEVEL}"')
+
+
+def _flag(value: Any, where: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise field_error(where, "must be true or false")
+    return value
+
+
+def _parse_update(body: dict[str, Any]) -> Update:
+    _check_level(body.get("level"))
+    enabled = _flag(body.get("isPushNotifiable"), "isPushNotifiable")
+    raw = body.get("notifiableEvents")
+    if raw is None:
+        return Update(enabled, {})
+    if not isinstance(raw, list):
+        raise field_error("notifiableEvents", "must be a list")
+    events: dict[Event, bool] = {}
+    for index, item in enumerate(raw):
+        where = f"notifiableEvents[{index}]"
+        if not isinstance(item, dict):
+            raise field_error(where, "must be an object")
+        module, name = item.get("moduleName"), item.get("name")
+        if module not in MODULES:
+            raise field_error(f"{where}.moduleName", f"must be one of {', '.join(MODULES)}")
+        if (module, name) not in EVENTS:
+            known = ", ".join(n for m, n in EVENTS if m == module)
+            raise field_error(f"{where}.name", f"must be one of the {module} events: {known}")
+        on = _flag(item.get("isPushNotifiable"), f"{where}.isPushNotifiable")
+        if on is None:
+            raise field_error(f"{where}.isPushNotifiable", "is required")
+        event: Event = (module, str(name))
+        if event in events:  # two answers for one event: refuse rather than guess
+            raise field_error(where, f"repeats {module} {name}")
+        events[event] = on
+    return Update(enabled, events)
+
+
+def _console(request: web.Request) -> Principal:
+    principal = _principal(request)
+    if principal.kind != "admin":  # the policy should already have refused end users
+        raise permission_denied()
+    return principal
+
+
+async def get_notification_setting(request: web.Request) -> web.Response:
+    principal = _console(request)
+    _check_level(request.query.get("level"))
+    setting = await load(request.app[STORE], principal.network_id)
+    return web.json_response(setting.answer())
+
+
+async def update_notification_setting(request: web.Request) -> web.Response:
+    principal = _console(request)
+    if not role_allows(("admin",), principal.role):
+        raise permission_denied()
+    update = _parse_update(await json_object(request))
+
+    def change(stored: Any | None) -> dict[str, Any]:
+        return update.apply(PushSetting.from_stored(stored)).to_stored()
+
+    # Read and write in one transaction; a conflict raised by `change` writes nothing.
+    stored = await request.app[STORE].update_setting(principal.network_id, SETTING_NAME, change)
+    return web.json_response(PushSetting.from_stored(stored).answer())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v3/notification/setting", get_notification_setting)
+    app.router.add_post("/api/v3/notification/setting", update_notification_setting)
