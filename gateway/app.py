@@ -10,7 +10,16 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
-from gateway.api import admin_tokens, console, network, notifications, ops, secure, sessions
+from gateway.api import (
+    admin_tokens,
+    audit,
+    console,
+    network,
+    notifications,
+    ops,
+    secure,
+    sessions,
+)
 from gateway.auth.loader import load_token_service
 from gateway.auth.ratelimit import LoginLimiter
 from gateway.auth.tokens import TokenService
@@ -58,6 +67,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     notifications.add_routes(app)
     network.add_routes(app)
     console.add_routes(app)
+    audit.add_routes(app)
     secure.add_routes(app)
     proxy.add_routes(app)
     return app

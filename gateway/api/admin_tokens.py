@@ -6,9 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import json_object, text_field
+from gateway.api.caller import caller
 from gateway.api.network import admin_token_ttl
-from gateway.api.sessions import SUCCESS, _principal
+from gateway.api.sessions import SUCCESS
 from gateway.auth.principal import Principal
 from gateway.errors import not_found, permission_denied
 from gateway.keys import AUTH_STATE, RUNTIME, STORE, TOKENS
@@ -20,7 +22,7 @@ def _token_json(token: str, issued_at: float, expires_at: float) -> dict[str, An
 
 
 def _admin(request: web.Request) -> Principal:
-    principal = _principal(request)
+    principal = caller(request)
     if principal.kind != "admin":
         raise permission_denied()
     return principal
@@ -52,6 +54,7 @@ async def generate_admin_token(request: web.Request) -> web.Response:
     state = request.app[AUTH_STATE]
     state.superseded.update(superseded)
     state.revoked.update(revoked)
+    await audit(request, "admin_token.generate", principal.user_id)
     return web.json_response(
         _token_json(token, credential.issued_at, credential.expires_at)
     )
@@ -82,6 +85,7 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
     for session in ended:
         state.ended_console_sessions[session] = store.clock()
         state.console_sessions.pop(session, None)
+    await audit(request, "admin_token.revoke", username)
     return web.json_response(SUCCESS)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import json_object, text_field
 from gateway.api.network import admin_token_ttl
 from gateway.api.sessions import SUCCESS
@@ -38,6 +39,8 @@ async def login(request: web.Request) -> web.Response:
     stored = admin.password_hash if admin else _DUMMY_HASH
     if not await asyncio.to_thread(verify_password, password, stored) or admin is None:
         limiter.fail(user_key, address_key)
+        await audit(request, "console.login_failed", username, network_id=network.id,
+                    actor=username)
         raise unauthorized()
     limiter.succeed(user_key)
 
@@ -58,6 +61,8 @@ async def login(request: web.Request) -> web.Response:
         session_hash(cookie), network.id, username, admin.role,
         store.clock() + config.console.session_ttl,
     )
+    await audit(request, "console.login", username, network_id=network.id, actor=username,
+                actor_role=admin.role)
     response = web.json_response(_answer(token, issued_at, expires_at, admin.role))
     response.set_cookie(
         COOKIE, cookie, max_age=int(config.console.session_ttl), path="/", httponly=True,

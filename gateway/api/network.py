@@ -6,8 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object
-from gateway.api.sessions import _principal
+from gateway.api.caller import caller
 from gateway.auth.state import NetworkFlags
 from gateway.errors import conflict, forbidden, not_found
 from gateway.keys import AUTH_STATE, RUNTIME, STORE
@@ -32,7 +33,7 @@ def network_json(network: Network, admin_token_hours: int | None) -> dict[str, A
 
 
 async def _network(request: web.Request) -> Network:
-    network = await request.app[STORE].get_network(_principal(request).network_id)
+    network = await request.app[STORE].get_network(caller(request).network_id)
     if network is None:
         raise not_found("network Not Found.")
     return network
@@ -66,6 +67,10 @@ async def update_network(request: web.Request) -> web.Response:
     assert updated is not None
     # This process at once; the others through the change feed.
     request.app[AUTH_STATE].networks[network.id] = NetworkFlags(new_secure, new_mtls)
+    if new_secure != network.use_secure_authentication:
+        await audit(request, "network.secure_mode", "on" if new_secure else "off")
+    if new_mtls != network.mtls_enabled:
+        await audit(request, "network.mtls", "on" if new_mtls else "off")
     answer = network_json(updated, updated.admin_token_expires_hours)
     if new_mtls and await store.certificate_count(network.id) == 0:
         answer["warnings"] = [NO_CERTIFICATE_WARNING]
@@ -86,6 +91,7 @@ async def update_security_configs(request: web.Request) -> web.Response:
             "adminToken.expiresInHours", f"must be an integer from 1 to {MAX_ADMIN_TOKEN_HOURS}"
         )
     await request.app[STORE].set_admin_token_hours(network.id, hours)
+    await audit(request, "security_configs.update", f"adminToken.expiresInHours={hours}")
     return web.json_response({"adminToken": {"expiresInHours": hours}})
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object
-from gateway.api.sessions import _principal
+from gateway.api.caller import caller
 from gateway.auth.principal import Principal
 from gateway.errors import conflict, permission_denied
 from gateway.keys import STORE
@@ -138,7 +139,7 @@ def _parse_update(body: dict[str, Any]) -> Update:
 
 
 def _console(request: web.Request) -> Principal:
-    principal = _principal(request)
+    principal = caller(request)
     if principal.kind != "admin":  # the policy should already have refused end users
         raise permission_denied()
     return principal
@@ -162,6 +163,7 @@ async def update_notification_setting(request: web.Request) -> web.Response:
 
     # Read and write in one transaction; a conflict raised by `change` writes nothing.
     stored = await request.app[STORE].update_setting(principal.network_id, SETTING_NAME, change)
+    await audit(request, "notification_setting.update", "network")
     return web.json_response(PushSetting.from_stored(stored).answer())
 
 

@@ -7,8 +7,10 @@ import secrets
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import json_object, text_field
-from gateway.api.sessions import _principal, hash_secret
+from gateway.api.caller import caller
+from gateway.api.sessions import hash_secret
 from gateway.errors import forbidden, permission_denied, unauthorized
 from gateway.keys import RUNTIME, STORE
 from gateway.store import Network
@@ -56,18 +58,19 @@ async def auth_token_v4(request: web.Request) -> web.Response:
 
 
 async def generate_server_key(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal = caller(request)
     if principal.role == "super-admin":  # the contract keeps this from super admins
         raise permission_denied()
     key = secrets.token_urlsafe(32)
     await request.app[STORE].set_server_key_hash(
         principal.network_id, hash_secret(key), principal.user_id
     )
+    await audit(request, "server_key.generate")
     return web.json_response({"serverKey": key})
 
 
 async def server_key_info(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal = caller(request)
     updated_at, updated_by = await request.app[STORE].server_key_info(principal.network_id)
     return web.json_response(
         {"updatedAt": iso(updated_at) if updated_at else None, "updatedBy": updated_by}

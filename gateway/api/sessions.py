@@ -7,7 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object, text_field
+from gateway.api.caller import caller
 from gateway.auth.gate import user_banned
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, invalid_token, not_found, permission_denied, unauthorized
@@ -100,14 +102,14 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def verify_session(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal = caller(request)
     return web.json_response(
         {"valid": True, "userId": principal.user_id, "expiresAt": iso(principal.expires_at)}
     )
 
 
 async def revoke_sessions(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal = caller(request)
     target = request.query.get("userId")
     if target is None:
         if principal.kind != "access":
@@ -119,7 +121,7 @@ async def revoke_sessions(request: web.Request) -> web.Response:
 
 
 async def revoke_user_sessions(request: web.Request) -> web.Response:
-    return await _revoke_user(request, _principal(request), request.match_info["user_id"])
+    return await _revoke_user(request, caller(request), request.match_info["user_id"])
 
 
 async def _revoke_user(request: web.Request, principal: Principal, user_id: str) -> web.Response:
@@ -129,11 +131,12 @@ async def _revoke_user(request: web.Request, principal: Principal, user_id: str)
     if await store.get_user(principal.network_id, user_id) is None:
         raise user_not_found()
     await _revoke(request, await store.revoke_subject(principal.network_id, user_id, "access"))
+    await audit(request, "sessions.revoke_user", user_id)
     return web.json_response(SUCCESS)
 
 
 async def ban_user(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal = caller(request)
     banned = request.method == "POST"
     user = await request.app[STORE].set_banned(
         principal.network_id, request.match_info["user_id"], banned
@@ -146,6 +149,7 @@ async def ban_user(request: web.Request) -> web.Response:
         state.banned.add(key)
     else:
         state.banned.discard(key)
+    await audit(request, "user.ban" if banned else "user.unban", user.user_id)
     return web.json_response(SUCCESS)
 
 
@@ -153,13 +157,6 @@ async def _revoke(request: web.Request, tokens: list[tuple[str, float]]) -> None
     state = request.app[AUTH_STATE]
     for jti, exp in tokens:
         state.revoked[jti] = exp
-
-
-def _principal(request: web.Request) -> Principal:
-    principal = request[INFO].principal
-    if principal is None:  # the policy must demand a token for these routes
-        raise unauthorized()
-    return principal
 
 
 def hash_secret(secret: str) -> str:

@@ -122,6 +122,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX console_sessions_user ON console_sessions (network_id, username)",
     ),
+    # 4: the audit log of admin actions.
+    (
+        """CREATE TABLE audit_logs (
+            id {serial},
+            network_id TEXT NOT NULL,
+            time {real} NOT NULL,
+            actor TEXT NOT NULL,
+            actor_role TEXT,
+            action TEXT NOT NULL,
+            target TEXT,
+            request_id TEXT,
+            source_address TEXT
+        )""",
+        "CREATE INDEX audit_logs_network ON audit_logs (network_id, id)",
+    ),
 )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from gateway.store.audit import AuditQueries
 from gateway.store.credentials import ConsoleQueries, CredentialQueries
 from gateway.store.identity import IdentityQueries
 from gateway.store.settings import SettingsQueries
 
 
-class Store(IdentityQueries, CredentialQueries, ConsoleQueries, SettingsQueries):
+class Store(IdentityQueries, CredentialQueries, ConsoleQueries, SettingsQueries, AuditQueries):
     """Every query the gateway makes, grouped by area in the classes it combines."""

@@ -1,0 +1,66 @@
+"""Recording admin actions, and `GET /api/v3/audit-logs` to page through them."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.api.body import field_error
+from gateway.api.caller import caller
+from gateway.keys import STORE
+from gateway.requestinfo import INFO
+from gateway.store import StoreUnavailable
+from gateway.timefmt import iso
+
+log = logging.getLogger("gateway.audit")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+async def audit(
+    request: web.Request, action: str, target: str | None = None, *,
+    network_id: str | None = None, actor: str | None = None, actor_role: str | None = None,
+) -> None:
+    """Record an admin action; the actor is the caller unless given (failed logins)."""
+    principal = request[INFO].principal
+    network = network_id or (principal.network_id if principal else None)
+    who = actor or (principal.user_id if principal else None)
+    if network is None or who is None:
+        return
+    try:
+        await request.app[STORE].add_audit(
+            network, who, actor_role or (principal.role if principal else None), action,
+            target, request[INFO].request_id, request.remote,
+        )
+    except StoreUnavailable as exc:  # the action itself is done: say so loudly, go on
+        log.error("audit entry %s for %s not stored: %s", action, who, exc)
+
+
+def _int(request: web.Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise field_error(name, f"must be an integer from {low} to {high}")
+    return int(raw)
+
+
+async def audit_logs(request: web.Request) -> web.Response:
+    principal = caller(request)
+    limit = _int(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+    before = _int(request, "before", 1, 2**62)
+    entries = await request.app[STORE].audit_page(principal.network_id, limit, before)
+    return web.json_response({
+        "auditLogs": [
+            {"id": e.id, "time": iso(e.time), "actor": e.actor, "actorRole": e.actor_role,
+             "action": e.action, "target": e.target, "requestId": e.request_id,
+             "sourceAddress": e.source_address}
+            for e in entries
+        ],
+        "nextBefore": entries[-1].id if len(entries) == limit else None,
+    })
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v3/audit-logs", audit_logs)

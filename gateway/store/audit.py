@@ -1,0 +1,47 @@
+"""The audit log: who did what to which network, from where. Never a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.store.core import StoreCore
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    network_id: str
+    time: float
+    actor: str
+    actor_role: str | None
+    action: str
+    target: str | None
+    request_id: str | None
+    source_address: str | None
+
+
+class AuditQueries(StoreCore):
+    async def add_audit(
+        self, network_id: str, actor: str, actor_role: str | None, action: str,
+        target: str | None, request_id: str | None, source_address: str | None,
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO audit_logs (network_id, time, actor, actor_role, action, target,"
+                " request_id, source_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                network_id, self.clock(), actor, actor_role, action, target, request_id,
+                source_address,
+            )
+
+    async def audit_page(
+        self, network_id: str, limit: int, before: int | None
+    ) -> list[AuditEntry]:
+        """Newest first; `before` is the id the previous page ended at."""
+        rows = await self.db.fetch(
+            "SELECT id, network_id, time, actor, actor_role, action, target, request_id,"
+            " source_address FROM audit_logs WHERE network_id = $1 AND id < $2"
+            " ORDER BY id DESC LIMIT $3",
+            network_id, before if before is not None else 2**62, limit,
+        )
+        return [AuditEntry(**{**row, "id": int(row["id"]), "time": float(row["time"])})
+                for row in rows]
