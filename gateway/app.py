@@ -32,6 +32,7 @@ from gateway.keys import (
     FEED,
     LOGIN_LIMITER,
     METRICS,
+    PUSH_HEADERS,
     RUNTIME,
     STORE,
     TOKENS,
@@ -41,6 +42,7 @@ from gateway.metrics import Metrics
 from gateway.middleware import front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
 from gateway.proxy.upstream_client import UpstreamPool
+from gateway.push import PushHeaders
 from gateway.runtime import Runtime, load_settings
 from gateway.store import Clock, FeedTailer, open_store
 
@@ -96,6 +98,10 @@ def _store_and_feed(
 
         tokens.state.on_keys_rotated = reload_keys
         feed.subscribe(tokens.state.apply)
+        push = PushHeaders(store)
+        await push.load_all()
+        feed.subscribe(push.apply)
+        app[PUSH_HEADERS] = push
         app[STORE] = store
         app[FEED] = feed
         app[TOKENS] = tokens

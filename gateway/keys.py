@@ -11,6 +11,7 @@ from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
 from gateway.proxy.upstream_client import UpstreamPool
+from gateway.push import PushHeaders
 from gateway.runtime import Runtime
 from gateway.store import FeedTailer, Store
 
@@ -24,3 +25,4 @@ TOKENS = web.AppKey("tokens", TokenService)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+PUSH_HEADERS = web.AppKey("push_headers", PushHeaders)

@@ -19,62 +19,7 @@ from gateway.auth.principal import Principal
 from gateway.errors import conflict, permission_denied
 from gateway.keys import STORE
 from gateway.policy import role_allows
-from gateway.store import Store
-
-SETTING_NAME = "push"  # the row in `settings` holding the whole network-level setting
-LEVEL = "network"
-
-Event = tuple[str, str]  # (moduleName, name)
-
-# The events a network can switch, in the order answers list them.
-EVENTS: tuple[Event, ...] = (
-    ("chat", "message.created"),
-    ("social", "post.created"),
-    ("social", "post.reacted"),
-    ("social", "comment.created"),
-    ("social", "comment.replied"),
-    ("social", "comment.reacted"),
-)
-MODULES = tuple(dict.fromkeys(module for module, _ in EVENTS))
-
-
-@dataclass(frozen=True)
-class PushSetting:
-    enabled: bool  # the network toggle
-    events: dict[Event, bool]  # each event's own choice, kept while the toggle is off
-
-    @classmethod
-    def from_stored(cls, value: Any | None) -> PushSetting:
-        """Decode the stored JSON; anything never set is on (the default)."""
-        value = value or {}
-        stored = value.get("events", {})
-        events = {(m, n): bool(stored.get(m, {}).get(n, True)) for m, n in EVENTS}
-        return cls(bool(value.get("isPushNotifiable", True)), events)
-
-    def to_stored(self) -> dict[str, Any]:
-        events: dict[str, dict[str, bool]] = {}
-        for (module, name), on in self.events.items():
-            events.setdefault(module, {})[name] = on
-        return {"isPushNotifiable": self.enabled, "events": events}
-
-    def delivers(self, module: str, name: str) -> bool:
-        """Whether a push for this event goes out at all."""
-        return self.enabled and self.events.get((module, name), False)
-
-    def answer(self) -> dict[str, Any]:
-        return {
-            "level": LEVEL,
-            "isPushNotifiable": self.enabled,
-            "notifiableEvents": [
-                {"moduleName": module, "name": name, "isPushNotifiable": self.events[module, name],
-                 "isNetworkEnabled": self.enabled}
-                for module, name in EVENTS
-            ],
-        }
-
-
-async def load(store: Store, network_id: str) -> PushSetting:
-    return PushSetting.from_stored(await store.get_setting(network_id, SETTING_NAME))
+from gateway.push import EVENTS, LEVEL, MODULES, SETTING_NAME, Event, PushSetting, load
 
 
 @dataclass(frozen=True)

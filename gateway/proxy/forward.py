@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import GatewayError, too_large
-from gateway.keys import CLIENT, METRICS, UPSTREAMS
+from gateway.keys import CLIENT, METRICS, PUSH_HEADERS, UPSTREAMS
 from gateway.metrics import Metrics
 from gateway.proxy.headers import forwarded_request_headers, forwarded_response_headers
 from gateway.proxy.upstream_client import (
@@ -85,6 +85,9 @@ def upstream_request_headers(request: web.Request, settings: Settings) -> CIMult
         # and a credential they cannot verify is one less secret in their logs.
         headers.popall("Authorization", None)
         headers.update(info.principal.identity_headers())
+        headers["X-Gateway-Push-Events"] = request.app[PUSH_HEADERS].value(
+            info.principal.network_id
+        )
     return headers
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.api.notifications import EVENTS, SETTING_NAME, load
+from gateway.push import EVENTS, SETTING_NAME, load
 from gateway.store import Network, Store
 from tests.auth.conftest import Gateway, error
 
@@ -251,3 +251,35 @@ async def test_settings_store_round_trip(gw: Gateway) -> None:
     await gw.store.put_setting(network.id, "anything", {"a": [1, "two", None]})
     await gw.store.put_setting(network.id, "anything", {"a": [3]})  # upsert, not a second row
     assert await gw.store.get_setting(network.id, "anything") == {"a": [3]}
+
+
+async def test_proxied_calls_carry_the_effective_push_setting(gw: Gateway) -> None:
+    import asyncio
+
+    network = await gw.network()
+    admin = await gw.admin_token(network, "adm", "admin")
+    user = (await gw.login(network))["accessToken"]
+
+    async def seen() -> str:
+        _status, echoed, _ = await gw.call("GET", "/api/v3/things", user)
+        return str({k.lower(): v for k, v in echoed["headers"]}["x-gateway-push-events"])
+
+    assert (await seen()).split(",") == [
+        "chat.message.created", "social.post.created", "social.post.reacted",
+        "social.comment.created", "social.comment.replied", "social.comment.reacted"]
+    await gw.call("POST", "/api/v3/notification/setting", admin, json={
+        "level": "network",
+        "notifiableEvents": [{"moduleName": "social", "name": "post.reacted",
+                              "isPushNotifiable": False}]})
+    for _ in range(100):  # the change feed refreshes the in-memory value
+        if "social.post.reacted" not in await seen():
+            break
+        await asyncio.sleep(0.02)
+    assert "social.post.reacted" not in await seen() and "chat.message.created" in await seen()
+    await gw.call("POST", "/api/v3/notification/setting", admin,
+                  json={"level": "network", "isPushNotifiable": False})
+    for _ in range(100):
+        if await seen() == "off":
+            break
+        await asyncio.sleep(0.02)
+    assert await seen() == "off"
