@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.auth.loader import load_token_service
 from gateway.config import load_config
 from gateway.store import Network, open_store
 from tests.process import GatewayProcess
@@ -59,8 +60,20 @@ async def _refused_after(session: aiohttp.ClientSession, url: str, token: str) -
     raise AssertionError("the other gateway never refused the token")
 
 
+async def _admin_token(config: Path, network: Network) -> str:
+    store = await open_store(load_config(config, environ={}))
+    try:
+        await store.create_admin(network.id, "ops", "admin", "unused")
+        tokens = await load_token_service(load_config(config, environ={}), store, time.time)
+        token, credential = await tokens.issue_admin(network.id, "ops", "admin", 3600)
+        await store.record_credential(credential)
+    finally:
+        await store.close()
+    return token
+
+
 @pytest.fixture
-async def pair(store_config: Path) -> AsyncIterator[tuple[str, str, Network]]:
+async def pair(store_config: Path) -> AsyncIterator[tuple[str, str, Network, Path]]:
     async with running_upstream("sg") as upstream:
         first, second = _configs(store_config, upstream)
         store = await open_store(load_config(first, environ={}))
@@ -69,13 +82,13 @@ async def pair(store_config: Path) -> AsyncIterator[tuple[str, str, Network]]:
         finally:
             await store.close()
         async with GatewayProcess(first) as a, GatewayProcess(second) as b:
-            yield a.url, b.url, network
+            yield a.url, b.url, network, first
 
 
 async def test_revocation_and_rebinding_reach_the_other_process(
-    pair: tuple[str, str, Network], backend: str
+    pair: tuple[str, str, Network, Path], backend: str
 ) -> None:
-    a, b, network = pair
+    a, b, network, _config = pair
     revocations, rebindings = [], []
     async with aiohttp.ClientSession() as session:
         for round_ in range(ROUNDS):
@@ -96,3 +109,27 @@ async def test_revocation_and_rebinding_reach_the_other_process(
           f"worst {max(revocations) * 1000:.0f} ms; rebinding worst "
           f"{max(rebindings) * 1000:.0f} ms")
     assert worst < BOUND
+
+
+async def test_an_admin_token_revoked_through_one_is_refused_by_the_other(
+    pair: tuple[str, str, Network, Path], backend: str
+) -> None:
+    a, b, network, config = pair
+    token = await _admin_token(config, network)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{b}/api/v3/networks/me", headers=headers) as response:
+            assert response.status == 200  # b has verified and cached it
+        async with session.delete(f"{a}/api/v1/admin-token", headers=headers,
+                                  json={"username": "ops"}) as response:
+            assert response.status == 200
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            async with session.get(f"{b}/api/v3/networks/me", headers=headers) as response:
+                if response.status == 401:
+                    break
+            await asyncio.sleep(0.002)
+        elapsed = time.monotonic() - started
+    print(f"\n{backend}: admin token revocation refused by the other process after "
+          f"{elapsed * 1000:.0f} ms")
+    assert elapsed < BOUND
