@@ -77,7 +77,17 @@ class SqliteDatabase:
             raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL takes an exclusive lock that the busy handler does
+        # not wait for: processes opening the same fresh file at once retry here.
+        for attempt in range(50):
+            try:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if attempt == 49:
+                    await conn.close()
+                    raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
+                await asyncio.sleep(0.1)
         # FULL: an acknowledged write survives a power loss, not just a process crash.
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")

@@ -113,3 +113,13 @@ async def test_username_is_required(gw: Gateway) -> None:
     boss = await _issued(gw, network, "boss", "super-admin")
     status, body, _ = await gw.call("DELETE", "/api/v1/admin-token", boss)
     assert status == 400 and body["message"].startswith("username ")
+
+
+async def test_an_admin_token_past_its_year_is_expired(gw: Gateway, clock: Clock) -> None:
+    network = await gw.network()
+    token = await _issued(gw, network, "ann", "admin")
+    clock.advance(YEAR - 60)
+    assert (await gw.call("GET", "/api/v3/networks/me", token))[0] == 200
+    clock.advance(120)
+    status, body, _ = await gw.call("GET", "/api/v3/networks/me", token)
+    assert (status, body) == (401, error(401, "token expired"))
