@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.api.audit import audit
 from gateway.api.body import json_object, text_field
+from gateway.api.caller import network_for_api_key
 from gateway.api.network import admin_token_ttl
 from gateway.api.sessions import SUCCESS
 from gateway.auth.console_session import COOKIE, session_hash
@@ -25,10 +26,7 @@ _DUMMY_HASH = hash_password("no such admin", log2_n=15)
 async def login(request: web.Request) -> web.Response:
     app = request.app
     store, tokens, limiter = app[STORE], app[TOKENS], app[LOGIN_LIMITER]
-    api_key = request.headers.get("x-api-key", "")
-    network = await store.network_by_api_key(api_key) if api_key else None
-    if network is None:
-        raise unauthorized()
+    network = await network_for_api_key(request)
     body = await json_object(request)
     username = text_field(body, "username", max_length=100, required=True)
     password = text_field(body, "password", max_length=1024, required=True)

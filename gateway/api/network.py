@@ -9,9 +9,8 @@ from aiohttp import web
 from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
-from gateway.auth.state import NetworkFlags
 from gateway.errors import conflict, forbidden, not_found
-from gateway.keys import AUTH_STATE, RUNTIME, STORE
+from gateway.keys import RUNTIME, STORE
 from gateway.store import Network
 
 MAX_ADMIN_TOKEN_HOURS = 87600
@@ -65,8 +64,6 @@ async def update_network(request: web.Request) -> web.Response:
     store = request.app[STORE]
     updated = await store.set_network_flags(network.id, secure=new_secure, mtls=new_mtls)
     assert updated is not None
-    # This process at once; the others through the change feed.
-    request.app[AUTH_STATE].networks[network.id] = NetworkFlags(new_secure, new_mtls)
     if new_secure != network.use_secure_authentication:
         await audit(request, "network.secure_mode", "on" if new_secure else "off")
     if new_mtls != network.mtls_enabled:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object, text_field
-from gateway.api.caller import caller
+from gateway.api.caller import caller, network_for_api_key
 from gateway.auth.gate import user_banned
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, invalid_token, not_found, permission_denied, unauthorized
@@ -55,10 +55,7 @@ async def create_session(request: web.Request) -> web.Response:
     app = request.app
     store, tokens = app[STORE], app[TOKENS]
     config = app[RUNTIME].current.config
-    api_key = request.headers.get("x-api-key", "")
-    network = await store.network_by_api_key(api_key) if api_key else None
-    if network is None:
-        raise unauthorized()
+    network = await network_for_api_key(request)
     body = await json_object(request)
     user_id = text_field(body, "userId", max_length=50, required=True)
     device_id = text_field(body, "deviceId", max_length=150, required=True)

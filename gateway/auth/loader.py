@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.auth.keyring import KeyRing
 from gateway.auth.sealing import Sealer
-from gateway.auth.state import AuthState, NetworkFlags
+from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import kek_path
 from gateway.config import Config
@@ -30,10 +30,6 @@ async def load_token_service(config: Config, store: Store, clock: Clock) -> Toke
     for jti, grace_until in await store.live_supersessions():
         state.superseded[jti] = grace_until
     state.banned.update(await store.banned_users())
-    for network in await store.list_networks():
-        state.networks[network.id] = NetworkFlags(
-            secure=network.use_secure_authentication, mtls=network.mtls_enabled
-        )
     return TokenService(
         ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
         clock=clock,

@@ -15,18 +15,11 @@ from gateway.store import Change
 
 
 @dataclass
-class NetworkFlags:
-    secure: bool = False
-    mtls: bool = False
-
-
-@dataclass
 class AuthState:
     clock: Callable[[], float] = time.time
     revoked: dict[str, float] = field(default_factory=dict)  # jti -> exp
     superseded: dict[str, float] = field(default_factory=dict)  # admin jti -> grace end
     banned: set[tuple[str, str]] = field(default_factory=set)  # (networkId, userId)
-    networks: dict[str, NetworkFlags] = field(default_factory=dict)
     ended_console_sessions: dict[str, float] = field(default_factory=dict)  # hash -> when
     # hash -> (networkId, username, role, expires_at), filled from the store on first use
     console_sessions: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
@@ -53,10 +46,6 @@ class AuthState:
                 self.banned.add(key)
             else:
                 self.banned.discard(key)
-        elif change.kind in ("network.created", "network.updated") and change.network_id:
-            flags = self.networks.setdefault(change.network_id, NetworkFlags())
-            flags.secure = bool(payload.get("secure", flags.secure))
-            flags.mtls = bool(payload.get("mtls", flags.mtls))
         elif change.kind == "console.ended":
             for session in payload["sessions"]:
                 self.ended_console_sessions[session] = self.clock()
