@@ -13,6 +13,7 @@ from gateway.accesslog import AccessLog
 from gateway.api import (
     admin_tokens,
     audit,
+    certificates,
     console,
     network,
     notifications,
@@ -28,6 +29,7 @@ from gateway.errors import error_middleware
 from gateway.keys import (
     ACCESS_LOG,
     AUTH_STATE,
+    CA,
     CLIENT,
     FEED,
     LOGIN_LIMITER,
@@ -70,6 +72,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     network.add_routes(app)
     console.add_routes(app)
     audit.add_routes(app)
+    certificates.add_routes(app)
     secure.add_routes(app)
     proxy.add_routes(app)
     return app
@@ -79,6 +82,7 @@ def _store_and_feed(
     config: Config, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
+        app[CA] = await certificates.load_ca(config)
         store = await open_store(config)
         store.clock = clock
         # Read the feed position first: entries after it are replayed over the snapshot

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(update_network)
     update_network.add_argument("--network", required=True, help="network id")
     update_network.add_argument("--secure", choices=("on", "off"), help="secure mode")
+    update_network.add_argument(
+        "--mtls", choices=("on", "off"),
+        help="client-certificate pinning (the way back in for admins locked out by it)",
+    )
     update_network.set_defaults(run=cmd_network_update)
 
     token = admin.add_parser("token", help="issue an admin token for a console user")
@@ -213,17 +217,30 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
 
 def cmd_network_update(args: argparse.Namespace) -> int:
     config = _config(args)
-    if args.secure is None:
-        raise UsageError("gateway network update: nothing to change (use --secure on|off)")
+    if args.secure is None and args.mtls is None:
+        raise UsageError(
+            "gateway network update: nothing to change (use --secure on|off, --mtls on|off)"
+        )
+
+    def flag(value: str | None) -> bool | None:
+        return None if value is None else value == "on"
 
     async def update() -> dict[str, Any]:
         store = await open_store(config)
         try:
-            network = await store.set_network_flags(args.network, secure=args.secure == "on")
+            current = await store.get_network(args.network)
+            if current is None:
+                raise CommandError(f"gateway network update: network {args.network!r} not found")
+            secure = flag(args.secure)
+            mtls = flag(args.mtls)
+            new_secure = current.use_secure_authentication if secure is None else secure
+            new_mtls = current.mtls_enabled if mtls is None else mtls
+            if new_mtls and not new_secure:  # the API's rule (API.md "Network settings")
+                raise CommandError("gateway network update: mTLS needs secure mode on")
+            network = await store.set_network_flags(args.network, secure=secure, mtls=mtls)
         finally:
             await store.close()
-        if network is None:
-            raise CommandError(f"gateway network update: network {args.network!r} not found")
+        assert network is not None
         return {"networkId": network.id, "useSecureAuthentication":
                 network.use_secure_authentication, "mtlsEnabled": network.mtls_enabled}
 

@@ -14,6 +14,7 @@ from gateway.proxy.upstream_client import UpstreamPool
 from gateway.push import PushHeaders
 from gateway.runtime import Runtime
 from gateway.store import FeedTailer, Store
+from gateway.tls import CertificateAuthority
 
 RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", Store)
@@ -26,3 +27,4 @@ ACCESS_LOG = web.AppKey("access_log", AccessLog)
 UPSTREAMS = web.AppKey("upstreams", UpstreamPool)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 PUSH_HEADERS = web.AppKey("push_headers", PushHeaders)
+CA = web.AppKey("ca", CertificateAuthority)

@@ -19,6 +19,7 @@ from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
 from gateway.policy import Auth, UnsafePath, normalize_path
 from gateway.proxy.headers import request_id_for
 from gateway.requestinfo import INFO, RequestInfo
+from gateway.tls.client_cert import client_certificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,5 +84,9 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     info.route = rule.name
     if rule.auth is Auth.DENY:
         raise permission_denied()
+    info.mtls = rule.mtls
+    info.client_cert = client_certificate(
+        request, settings.client_cert_header, settings.trusted_proxies
+    )
     info.principal = await authenticate(request, rule)
     return await handler(request)

@@ -20,6 +20,8 @@ class RequestInfo:
     principal: Principal | None = None
     bytes_in: int = 0
     warning: str | None = None  # a `Warning` header every response to this request carries
+    client_cert: str | None = None  # SHA-256 of the client certificate, when one was presented
+    mtls: bool = False  # the matched rule pins client certificates for networks with mTLS on
 
 
 INFO = web.RequestKey("info", RequestInfo)

@@ -29,6 +29,7 @@ class Settings:
     policies: PolicySet
     pools: Mapping[str, RegionPool]
     trusted_proxies: TrustedProxies
+    client_cert_header: str | None  # believed from trusted proxies only, never forwarded
 
 
 def load_settings(config: Config) -> Settings:
@@ -41,6 +42,7 @@ def load_settings(config: Config) -> Settings:
         policies=load_policies(config.policies),
         pools=build_pools(config.regions, config.proxy),
         trusted_proxies=TrustedProxies(config.server.trusted_proxies),
+        client_cert_header=config.mtls.client_cert_header,
     )
 
 

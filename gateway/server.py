@@ -64,7 +64,7 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
         log.error("cannot start: %s", exc)
         return 1
     try:
-        for site in await _sites(runner, config, reuse_port=reuse_port):
+        for site in await listener_sites(runner, config, reuse_port=reuse_port):
             await site.start()
             log.info("listening on %s", site.name)
     except OSError as exc:
@@ -95,7 +95,10 @@ def make_runner(app: web.Application, config: Config) -> GatewayRunner:
     )
 
 
-async def _sites(runner: web.AppRunner, config: Config, *, reuse_port: bool) -> list[web.TCPSite]:
+async def listener_sites(
+    runner: web.AppRunner, config: Config, *, reuse_port: bool
+) -> list[web.TCPSite]:
+    """The configured listeners: plain HTTP and HTTPS (which asks for client certificates)."""
     sites = []
     server = config.server
     if server.http is not None:

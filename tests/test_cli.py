@@ -63,6 +63,27 @@ async def test_network_and_admin_creation(tmp_path: Path) -> None:
     assert "already exists" in err and len(err.strip().splitlines()) == 1
 
 
+async def test_network_update_turns_secure_mode_and_mtls_on_and_off(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    code, out, err = await run_cli("network", "create", "--config", str(config), "--name", "n")
+    assert code == 0, err
+    base = ("network", "update", "--config", str(config), "--network",
+            json.loads(out)["networkId"])
+    code, out, err = await run_cli(*base, "--mtls", "on")
+    assert (code, out) == (1, "") and "mTLS needs secure mode" in err
+    code, out, err = await run_cli(*base, "--secure", "on", "--mtls", "on")
+    assert code == 0, err
+    assert json.loads(out)["useSecureAuthentication"] and json.loads(out)["mtlsEnabled"]
+    code, out, err = await run_cli(*base, "--secure", "off")
+    assert (code, out) == (1, "") and "mTLS needs secure mode" in err
+    # The way back in for admins who turned mTLS on without a certificate.
+    code, out, err = await run_cli(*base, "--mtls", "off")
+    assert code == 0, err
+    assert json.loads(out)["mtlsEnabled"] is False
+    code, _, err = await run_cli(*base)
+    assert code == 2 and "nothing to change" in err
+
+
 async def test_errors_are_one_line_with_the_contract_exit_codes(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"server": {"colour": "blue"}})
     code, out, err = await run_cli("init", "--config", str(config))

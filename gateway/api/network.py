@@ -10,7 +10,7 @@ from gateway.api.audit import audit
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
 from gateway.errors import conflict, forbidden, not_found
-from gateway.keys import RUNTIME, STORE
+from gateway.keys import FEED, RUNTIME, STORE
 from gateway.store import Network
 
 MAX_ADMIN_TOKEN_HOURS = 87600
@@ -64,6 +64,7 @@ async def update_network(request: web.Request) -> web.Response:
     store = request.app[STORE]
     updated = await store.set_network_flags(network.id, secure=new_secure, mtls=new_mtls)
     assert updated is not None
+    await request.app[FEED].catch_up()  # the mTLS flag holds here before the answer leaves
     if new_secure != network.use_secure_authentication:
         await audit(request, "network.secure_mode", "on" if new_secure else "off")
     if new_mtls != network.mtls_enabled:

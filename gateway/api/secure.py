@@ -11,8 +11,10 @@ from gateway.api.audit import audit
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import caller
 from gateway.api.sessions import hash_secret
+from gateway.auth.mtls import require_pinned_certificate
 from gateway.errors import forbidden, permission_denied, unauthorized
 from gateway.keys import RUNTIME, STORE
+from gateway.requestinfo import INFO
 from gateway.store import Network
 from gateway.timefmt import iso
 
@@ -26,6 +28,8 @@ async def _network_for_server_key(request: web.Request) -> Network:
     network = await request.app[STORE].network_by_server_key_hash(hash_secret(key)) if key else None
     if network is None:
         raise unauthorized()
+    if request[INFO].mtls:
+        require_pinned_certificate(request, network.id)
     if not network.use_secure_authentication:
         raise _secure_mode_off()
     return network

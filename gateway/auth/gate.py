@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth.console_session import COOKIE, console_principal
+from gateway.auth.mtls import require_pinned_certificate
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import bearer_token
 from gateway.errors import GatewayError, invalid_token, permission_denied, unauthorized
@@ -39,6 +40,8 @@ async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
             raise unauthorized()
         if rule.auth is Auth.ACCESS_TOKEN:
             raise invalid_token()
+        if rule.mtls:
+            require_pinned_certificate(request, principal.network_id)
         if not role_allows(rule.roles, principal.role):
             raise permission_denied()
         return principal
@@ -61,10 +64,11 @@ async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
         token_id=claims.jti,
         expires_at=claims.exp,
     )
-    if principal.kind == "access" and request.app[AUTH_STATE].is_banned(
-        principal.network_id, principal.user_id
-    ):
-        raise user_banned()
+    if principal.kind == "access":
+        if request.app[AUTH_STATE].is_banned(principal.network_id, principal.user_id):
+            raise user_banned()
+    elif rule.mtls:  # end users have no certificates: pinning is for admin credentials
+        require_pinned_certificate(request, principal.network_id)
     if not role_allows(rule.roles, principal.role):
         raise permission_denied()
     return principal

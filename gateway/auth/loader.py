@@ -1,4 +1,4 @@
-"""Bring the token service up from the store: keys, revocations, bans, network flags."""
+"""Bring the token service up from the store: keys, revocations, bans, mTLS pins."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ async def load_token_service(config: Config, store: Store, clock: Clock) -> Toke
     for jti, grace_until in await store.live_supersessions():
         state.superseded[jti] = grace_until
     state.banned.update(await store.banned_users())
+    for network in await store.list_networks():
+        state.set_mtls(network.id, network.mtls_enabled)
+    for certificate in await store.all_certificates():
+        state.pin(certificate.network_id, certificate.fingerprint_sha256, certificate.not_after)
     return TokenService(
         ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
         clock=clock,

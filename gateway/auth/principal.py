@@ -13,16 +13,12 @@ class Principal:
     role: str  # "user" for access tokens, else the console role
     token_id: str = ""
     expires_at: float = 0.0
-    client_cert_sha256: str | None = None
 
     def identity_headers(self) -> dict[str, str]:
         """The X-Gateway-* headers an upstream receives for this caller."""
-        headers = {
+        return {
             "X-Gateway-User-Id": self.user_id,
             "X-Gateway-Network-Id": self.network_id,
             "X-Gateway-Token-Kind": self.kind,
             "X-Gateway-Role": self.role,
         }
-        if self.client_cert_sha256:
-            headers["X-Gateway-Client-Cert-Sha256"] = self.client_cert_sha256
-        return headers

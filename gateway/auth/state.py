@@ -23,6 +23,9 @@ class AuthState:
     ended_console_sessions: dict[str, float] = field(default_factory=dict)  # hash -> when
     # hash -> (networkId, username, role, expires_at), filled from the store on first use
     console_sessions: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+    mtls_networks: set[str] = field(default_factory=set)  # networks with mTLS on
+    # networkId -> {SHA-256 fingerprint -> notAfter}: the client certificates uploaded
+    pinned_certificates: dict[str, dict[str, float]] = field(default_factory=dict)
     on_keys_rotated: Callable[[], None] | None = None
 
     def is_revoked(self, jti: str) -> bool:
@@ -30,6 +33,22 @@ class AuthState:
 
     def is_banned(self, network_id: str, user_id: str) -> bool:
         return (network_id, user_id) in self.banned
+
+    def requires_client_certificate(self, network_id: str) -> bool:
+        return network_id in self.mtls_networks
+
+    def pinned_until(self, network_id: str, fingerprint: str) -> float | None:
+        """The notAfter of one of the network's uploaded certificates, else None."""
+        return self.pinned_certificates.get(network_id, {}).get(fingerprint)
+
+    def pin(self, network_id: str, fingerprint: str, not_after: float) -> None:
+        self.pinned_certificates.setdefault(network_id, {})[fingerprint] = not_after
+
+    def set_mtls(self, network_id: str, enabled: bool) -> None:
+        if enabled:
+            self.mtls_networks.add(network_id)
+        else:
+            self.mtls_networks.discard(network_id)
 
     def apply(self, change: Change) -> None:
         payload = change.payload
@@ -50,6 +69,12 @@ class AuthState:
             for session in payload["sessions"]:
                 self.ended_console_sessions[session] = self.clock()
                 self.console_sessions.pop(session, None)
+        elif change.kind in ("network.created", "network.updated") and change.network_id:
+            self.set_mtls(change.network_id, bool(payload.get("mtls")))
+        elif change.kind == "certificate.added" and change.network_id:
+            self.pin(change.network_id, payload["fingerprint"], float(payload["notAfter"]))
+        elif change.kind == "certificate.deleted" and change.network_id:
+            self.pinned_certificates.get(change.network_id, {}).pop(payload["fingerprint"], None)
         elif change.kind == "keys.rotated" and self.on_keys_rotated is not None:
             self.on_keys_rotated()
 

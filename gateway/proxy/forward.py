@@ -80,6 +80,10 @@ def upstream_request_headers(request: web.Request, settings: Settings) -> CIMult
         trusted=settings.trusted_proxies,
         request_id=info.request_id,
     )
+    if settings.client_cert_header is not None:
+        headers.popall(settings.client_cert_header, None)
+    if info.client_cert is not None:
+        headers["X-Gateway-Client-Cert-Sha256"] = info.client_cert
     if info.principal is not None:
         # The gateway's own bearer token stops here: upstreams get the identity instead,
         # and a credential they cannot verify is one less secret in their logs.

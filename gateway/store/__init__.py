@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from gateway.config import Config, sqlite_path
+from gateway.store.certificates import CertificateLimit
 from gateway.store.core import AlreadyExists, Clock
 from gateway.store.credentials import AuthTokenResult, IssuedCredential
 from gateway.store.db import Database, StoreUnavailable
 from gateway.store.feed import FeedTailer
-from gateway.store.models import Admin, Change, Network, User
+from gateway.store.models import Admin, Certificate, Change, Network, User
 from gateway.store.store import Store
 
 __all__ = [
     "Admin",
     "AlreadyExists",
     "AuthTokenResult",
+    "Certificate",
+    "CertificateLimit",
     "Change",
     "Clock",
     "FeedTailer",

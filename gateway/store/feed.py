@@ -37,6 +37,7 @@ class FeedTailer:
         self._fallback_poll = fallback_poll
         self._subscribers: list[Subscriber] = []
         self._wake = asyncio.Event()
+        self._polling = asyncio.Lock()  # one reader at a time keeps last_seq in order
         self._task: asyncio.Task[None] | None = None
         self._monotonic = monotonic
         self.last_seq = start_seq
@@ -82,10 +83,16 @@ class FeedTailer:
             if len(changes) < 1000:
                 return applied
 
+    async def catch_up(self) -> None:
+        """Apply what is new now: a handler calls this after its own write, so the change
+        holds in this process before the answer leaves (others follow within the bound)."""
+        async with self._polling:
+            await self.poll_once()
+
     async def _run(self, interval: float) -> None:
         while True:
             try:
-                await self.poll_once()
+                await self.catch_up()
                 self.last_success = self._monotonic()
                 self.last_error = None
             except StoreUnavailable as exc:

@@ -135,12 +135,6 @@ class IdentityQueries(StoreCore):
                 network_id, hours,
             )
 
-    async def certificate_count(self, network_id: str) -> int:
-        row = await self.db.fetchrow(
-            "SELECT COUNT(*) AS n FROM certificates WHERE network_id = $1", network_id
-        )
-        return int(row["n"]) if row else 0
-
     # -- server keys ----------------------------------------------------------------
 
     async def set_server_key_hash(self, network_id: str, key_hash: str, by: str) -> None:

@@ -40,6 +40,20 @@ class Admin:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """A client certificate the gateway CA signed for a network (mTLS)."""
+
+    id: str
+    network_id: str
+    name: str
+    certificate_pem: str
+    fingerprint_sha256: str
+    not_before: float
+    not_after: float
+    created_at: float
+
+
+@dataclass(frozen=True)
 class Change:
     """One entry of the ordered change feed."""
 

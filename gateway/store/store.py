@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from gateway.store.audit import AuditQueries
+from gateway.store.certificates import CertificateQueries
 from gateway.store.credentials import ConsoleQueries, CredentialQueries
 from gateway.store.identity import IdentityQueries
 from gateway.store.settings import SettingsQueries
 
 
-class Store(IdentityQueries, CredentialQueries, ConsoleQueries, SettingsQueries, AuditQueries):
+class Store(
+    IdentityQueries,
+    CredentialQueries,
+    ConsoleQueries,
+    CertificateQueries,
+    SettingsQueries,
+    AuditQueries,
+):
     """Every query the gateway makes, grouped by area in the classes it combines."""

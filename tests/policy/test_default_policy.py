@@ -28,7 +28,7 @@ def policies() -> PolicySet:
         ("POST", "/api/v5/sessions", A.PUBLIC, (), False),
         ("POST", "/api/v3/session", A.PUBLIC, (), False),
         ("GET", "/api/v3/sessions", A.ACCESS_TOKEN, (), False),
-        ("DELETE", "/api/v4/sessions", A.ANY_TOKEN, (), False),
+        ("DELETE", "/api/v4/sessions", A.ANY_TOKEN, (), True),
         ("DELETE", "/api/v4/sessions/users/u1", A.ADMIN_TOKEN, ADMIN, True),
         ("POST", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
         ("DELETE", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
@@ -65,10 +65,10 @@ def policies() -> PolicySet:
         ("GET", "/socket.io/", A.PUBLIC, (), False),
         ("POST", "/socket.io/", A.PUBLIC, (), False),
         ("GET", "/mqtt", A.PUBLIC, (), False),
-        ("GET", "/api/v3/posts", A.ANY_TOKEN, (), False),
-        ("POST", "/api/v3/channels/c1/messages", A.ANY_TOKEN, (), False),
+        ("GET", "/api/v3/posts", A.ANY_TOKEN, (), True),
+        ("POST", "/api/v3/channels/c1/messages", A.ANY_TOKEN, (), True),
         # a method a built-in path does not serve falls through to the proxy rule
-        ("PATCH", "/api/v3/networks/me", A.ANY_TOKEN, (), False),
+        ("PATCH", "/api/v3/networks/me", A.ANY_TOKEN, (), True),
     ],
 )
 def test_routes(

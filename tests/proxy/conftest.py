@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.bootstrap import init_files
 from gateway.config import load_config
-from gateway.server import make_runner
+from gateway.server import listener_sites, make_runner
 from tests.support import free_port, write_config
 from tests.upstream import running_upstream
 
@@ -77,8 +77,9 @@ async def in_process_gateway(
     runner = make_runner(app, config)
     await runner.setup()
     assert config.server.http is not None
-    site = web.TCPSite(runner, "127.0.0.1", config.server.http.port)
-    await site.start()
+    # The real listeners: plain HTTP, and HTTPS (asking for client certificates) if set.
+    for site in await listener_sites(runner, config, reuse_port=False):
+        await site.start()
     try:
         yield f"http://127.0.0.1:{config.server.http.port}", app
     finally:
