@@ -41,7 +41,7 @@ from gateway.keys import (
     UPSTREAMS,
 )
 from gateway.metrics import Metrics
-from gateway.middleware import front_middleware, gate_middleware
+from gateway.middleware import cors_headers, front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
 from gateway.proxy.upstream_client import UpstreamPool
 from gateway.push import PushHeaders
@@ -65,6 +65,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app.cleanup_ctx.append(_store_and_feed(config, clock))
     app.cleanup_ctx.append(_upstream_client)
     app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(cors_headers)
     ops.add_routes(app)
     sessions.add_routes(app)
     admin_tokens.add_routes(app)

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.cors import normalize_origin
+
 Seconds = NewType("Seconds", float)
 """A duration in seconds, written in YAML as `30s`, `10m`, `24h`, `1d` or `0` (and `50ms`)."""
 
@@ -31,6 +33,9 @@ Url = NewType("Url", str)
 
 Cidr = NewType("Cidr", str)
 """An IPv4 or IPv6 network such as `10.0.0.0/8` or a single address."""
+
+Origin = NewType("Origin", str)
+"""A browser origin `scheme://host[:port]`, `*` (any) or `null`."""
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -80,7 +85,7 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     max_url_bytes: int = 8190
     max_header_bytes: int = 8190
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: tuple[Origin, ...] = ()
     shutdown_timeout: Seconds = Seconds(30.0)
     access_log: bool = True
 
@@ -328,6 +333,13 @@ def _convert(hint: Any, value: object, where: str, base: Path) -> Any:
             return Cidr(str(ipaddress.ip_network(str(value), strict=False)))
         except ValueError:
             raise ConfigError(f"{where}: got {value!r}, expected an IP address or CIDR") from None
+    if hint is Origin:
+        if value == "*" or (isinstance(value, str) and normalize_origin(value) is not None):
+            return Origin(value)
+        raise ConfigError(
+            f"{where}: got {value!r}, expected an origin scheme://host[:port] (no path), "
+            '"*" or "null"'
+        )
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: got {value!r}, expected true or false")

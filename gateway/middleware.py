@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.accesslog import utc_now_iso
 from gateway.auth.gate import authenticate
+from gateway.cors import CorsPolicy, is_preflight
 from gateway.errors import GatewayError, bad_request, not_found, permission_denied
 from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
 from gateway.policy import Auth, UnsafePath, normalize_path
@@ -65,6 +66,35 @@ def _json(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
 
 
+CORS_PREFLIGHT = "cors-preflight"  # the route name of preflights the gateway answers
+
+
+def _cors_preflight(request: web.Request, cors: CorsPolicy) -> web.Response | None:
+    """The answer to a browser's preflight from an allowed origin; browsers send no
+    credentials on these, so it comes before any policy rule."""
+    origin = request.headers.get("Origin")
+    method = request.headers.get("Access-Control-Request-Method")
+    if not is_preflight(request.method, origin, method):
+        return None
+    assert origin is not None and method is not None
+    headers = cors.preflight_headers(
+        origin, method, request.headers.get("Access-Control-Request-Headers")
+    )
+    if headers is None:
+        return None
+    request[INFO].route = CORS_PREFLIGHT
+    return web.Response(status=204, headers=headers)
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: CORS headers on every answer (errors and streams included),
+    so a browser app can read the gateway's JSON errors too."""
+    cors = request.app[RUNTIME].current.cors
+    info = request.get(INFO)  # absent if the answer came before the front middleware
+    if cors.enabled and (info is None or info.route != CORS_PREFLIGHT):
+        cors.apply(response.headers, request.headers.get("Origin"))
+
+
 MAX_HEADER_BLOCK = 32 * 1024  # one line is limited by the parser (server.max_header_bytes)
 
 
@@ -72,6 +102,10 @@ MAX_HEADER_BLOCK = 32 * 1024  # one line is limited by the parser (server.max_he
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     info = request[INFO]
     settings = request.app[RUNTIME].current
+    if request.method == "OPTIONS" and settings.cors.enabled:
+        preflight = _cors_preflight(request, settings.cors)
+        if preflight is not None:
+            return preflight
     if sum(len(name) + len(value) + 4 for name, value in request.raw_headers) > MAX_HEADER_BLOCK:
         raise GatewayError(431, "request headers too large", close_connection=True)
     try:

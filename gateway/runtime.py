@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.cors import CorsPolicy
 from gateway.policy import PolicySet, load_policies
 from gateway.proxy.headers import TrustedProxies
 from gateway.proxy.upstreams import RegionPool, build_pools
@@ -30,6 +31,7 @@ class Settings:
     pools: Mapping[str, RegionPool]
     trusted_proxies: TrustedProxies
     client_cert_header: str | None  # believed from trusted proxies only, never forwarded
+    cors: CorsPolicy
 
 
 def load_settings(config: Config) -> Settings:
@@ -43,6 +45,7 @@ def load_settings(config: Config) -> Settings:
         pools=build_pools(config.regions, config.proxy),
         trusted_proxies=TrustedProxies(config.server.trusted_proxies),
         client_cert_header=config.mtls.client_cert_header,
+        cors=CorsPolicy(config.server.cors_origins),
     )
 
 

@@ -51,6 +51,8 @@ def test_bad_durations_are_refused(text: object) -> None:
         ({"proxy": {"read_timeout": "-1s"}}, ["proxy.read_timeout"]),
         ({"store": {"url": "mysql://x"}}, ["store.url", "mysql://x"]),
         ({"server": {"trusted_proxies": ["10.0.0.0/33"]}}, ["server.trusted_proxies[0]"]),
+        ({"server": {"cors_origins": ["https://a.example/path"]}}, ["server.cors_origins[0]"]),
+        ({"server": {"cors_origins": ["app.example.com"]}}, ["server.cors_origins[0]"]),
         ({"server": {"workers": 0}}, ["server.workers"]),
         ({"regions": {"default": "mars", "sg": {"hosts": [], "upstreams": ["http://a"]}}},
          ["regions.default", "mars"]),
