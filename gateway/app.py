@@ -32,6 +32,7 @@ from gateway.keys import (
     CA,
     CLIENT,
     FEED,
+    LIVE_SOCKETS,
     LOGIN_LIMITER,
     METRICS,
     PUSH_HEADERS,
@@ -43,6 +44,7 @@ from gateway.keys import (
 from gateway.metrics import Metrics
 from gateway.middleware import cors_headers, front_middleware, gate_middleware
 from gateway.proxy import handler as proxy
+from gateway.proxy.live import LiveSockets
 from gateway.proxy.upstream_client import UpstreamPool
 from gateway.push import PushHeaders
 from gateway.runtime import Runtime, load_settings
@@ -61,6 +63,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app[METRICS] = Metrics()
     app[LOGIN_LIMITER] = LoginLimiter(clock)
     app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
+    app[LIVE_SOCKETS] = LiveSockets()
     app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
     app.cleanup_ctx.append(_upstream_client)
@@ -103,6 +106,7 @@ def _store_and_feed(
 
         tokens.state.on_keys_rotated = reload_keys
         feed.subscribe(tokens.state.apply)
+        feed.subscribe(app[LIVE_SOCKETS].apply)  # after the state: a revocation ends sockets
         push = PushHeaders(store)
         await push.load_all()
         feed.subscribe(push.apply)

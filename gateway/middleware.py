@@ -119,6 +119,7 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if rule.auth is Auth.DENY:
         raise permission_denied()
     info.mtls = rule.mtls
+    info.mqtt = rule.auth is Auth.MQTT_CONNECT
     info.client_cert = client_certificate(
         request, settings.client_cert_header, settings.trusted_proxies
     )

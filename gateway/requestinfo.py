@@ -22,6 +22,7 @@ class RequestInfo:
     warning: str | None = None  # a `Warning` header every response to this request carries
     client_cert: str | None = None  # SHA-256 of the client certificate, when one was presented
     mtls: bool = False  # the matched rule pins client certificates for networks with mTLS on
+    mqtt: bool = False  # the matched rule's credential is inside the MQTT CONNECT packet
 
 
 INFO = web.RequestKey("info", RequestInfo)

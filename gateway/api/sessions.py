@@ -30,6 +30,8 @@ def user_not_found() -> GatewayError:
 def user_json(user: User) -> dict[str, Any]:
     return {
         "_id": user.id,
+        # The SDK builds its MQTT topics from this (`<networkId>/user/<_id>`).
+        "path": f"{user.network_id}/user/{user.id}",
         "userId": user.user_id,
         "displayName": user.display_name,
         "isGlobalBanned": user.is_global_banned,

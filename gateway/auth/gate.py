@@ -30,7 +30,7 @@ def request_token(request: web.Request) -> str | None:
 
 async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
     """None for public routes; else the caller, or the contract's 401/403."""
-    if rule.auth is Auth.PUBLIC:
+    if rule.auth is Auth.PUBLIC or rule.auth is Auth.MQTT_CONNECT:
         return None
     token = request_token(request)
     if token is None:

@@ -228,7 +228,7 @@ def _roles(where: _Where, item: Mapping[str, object], auth: Auth) -> tuple[str, 
         if entry not in roles:
             roles.append(entry)
     # Refuse combinations that can never admit anyone: they are always a mistake.
-    if roles and auth in (Auth.PUBLIC, Auth.DENY):
+    if roles and auth in (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT):
         raise where.error("roles", _got(value, f"no roles with auth {auth.value} (no token)"))
     if auth is Auth.ADMIN_TOKEN and USER_ROLE in roles:
         raise where.error("roles", _got(value, "console roles with auth admin_token"))

@@ -20,6 +20,9 @@ class Auth(enum.StrEnum):
     ADMIN_TOKEN = "admin_token"
     ANY_TOKEN = "any_token"
     DENY = "deny"
+    # MQTT over WebSocket: the access token is the CONNECT packet's password, checked
+    # by the gateway before the broker is connected to (the upgrade itself is public).
+    MQTT_CONNECT = "mqtt_connect"
 
 
 CONSOLE_ROLES: tuple[str, ...] = ("moderator", "admin", "super-admin")

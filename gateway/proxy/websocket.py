@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
-from gateway.keys import CLIENT
+from gateway.keys import AUTH_STATE, CLIENT, LIVE_SOCKETS, RUNTIME
 from gateway.proxy.forward import (
     upstream_request_headers,
     upstream_timeout,
@@ -35,23 +36,16 @@ _SENDABLE = {None: 1000, 1005: 1000, 1006: 1011}
 
 AnySocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
-__all__ = ["forward_websocket", "is_websocket_upgrade", "pump_both_ways"]
+__all__ = ["forward_websocket", "is_websocket_upgrade", "pump_both_ways", "relay"]
 
 
 async def forward_websocket(request: web.Request, settings: Settings) -> web.StreamResponse:
     info = request[INFO]
-    region = settings.config.regions.for_host(request.host)
-    settings.pools[region.name]
-    info.region = region.name
-    headers = _upstream_headers(request, settings)
-    protocols = [
-        item.strip()
-        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
-        for item in value.split(",")
-        if item.strip()
-    ]
+    info.region = settings.config.regions.for_host(request.host).name
     target = info.path + (f"?{request.query_string}" if request.query_string else "")
-    upstream = await _connect(request, settings, target, headers, protocols)
+    upstream = await connect_upstream(
+        request, settings, target, upstream_headers(request, settings), _protocols(request)
+    )
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
         autoping=False,
@@ -59,13 +53,57 @@ async def forward_websocket(request: web.Request, settings: Settings) -> web.Str
     )
     try:
         await client.prepare(request)
-        await pump_both_ways(client, upstream)
+        await relay(request, client, upstream)
     finally:
         await upstream.close()
     return client
 
 
-async def _connect(
+async def relay(
+    request: web.Request,
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse,
+    *,
+    farewell: bytes | None = None,
+) -> None:
+    """Pump both ways until one side closes or, for a connection opened with a token,
+    until that token is revoked, its user banned or it expires: then the client gets
+    `farewell` (an MQTT 5 DISCONNECT, say) and close code 1008."""
+    principal = request[INFO].principal
+    if principal is None:
+        await pump_both_ways(client, upstream)
+        return
+    ended = asyncio.get_running_loop().create_future()
+
+    def stop(reason: str) -> None:
+        if not ended.done():
+            ended.set_result(reason)
+
+    leeway = request.app[RUNTIME].current.config.tokens.leeway
+    expires_in = (principal.expires_at + leeway - request.app[AUTH_STATE].clock()
+                  if principal.expires_at else None)
+    unregister = request.app[LIVE_SOCKETS].register(principal, stop, expires_in=expires_in)
+    try:
+        await pump_both_ways(client, upstream, ended)
+        if ended.done() and not client.closed:
+            if farewell is not None:
+                await client.send_bytes(farewell)
+            await client.close(code=1008, message=ended.result().encode())
+    finally:
+        unregister()
+        ended.cancel()
+
+
+def _protocols(request: web.Request) -> list[str]:
+    return [
+        item.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for item in value.split(",")
+        if item.strip()
+    ]
+
+
+async def connect_upstream(
     request: web.Request,
     settings: Settings,
     target: str,
@@ -101,7 +139,7 @@ async def _connect(
     raise upstream_unavailable()
 
 
-def _upstream_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
+def upstream_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
     headers = upstream_request_headers(request, settings)
     # ws_connect negotiates key, version, extensions and subprotocols itself.
     for name in [n for n in headers if n.lower().startswith("sec-websocket-")]:
@@ -109,18 +147,27 @@ def _upstream_headers(request: web.Request, settings: Settings) -> CIMultiDict[s
     return headers
 
 
-async def pump_both_ways(client: AnySocket, upstream: AnySocket) -> None:
+async def pump_both_ways(
+    client: AnySocket, upstream: AnySocket, interrupt: asyncio.Future[str] | None = None
+) -> None:
+    """Relay until either side closes or `interrupt` resolves; then stop both pumps."""
     to_upstream = asyncio.create_task(_pump(client, upstream), name="gateway-ws-to-upstream")
     to_client = asyncio.create_task(_pump(upstream, client), name="gateway-ws-to-client")
+    waiting: set[asyncio.Future[Any]] = {to_upstream, to_client}
+    if interrupt is not None:
+        waiting.add(interrupt)
     try:
-        await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (to_upstream, to_client):
             task.cancel()
         await asyncio.wait((to_upstream, to_client))
-        for socket in (client, upstream):
-            if not socket.closed:
-                await socket.close()
+        if interrupt is not None and interrupt.done():
+            await upstream.close(code=1001)
+        else:
+            for socket in (client, upstream):
+                if not socket.closed:
+                    await socket.close()
 
 
 async def _pump(source: AnySocket, sink: AnySocket) -> None:

@@ -27,6 +27,7 @@ async def test_login_answers_the_sdk_shape(gw: Gateway, path: str) -> None:
     (user,) = body["users"]
     assert user["userId"] == "Alice.Ünicode" and user["displayName"] == "Alice"
     assert user["isGlobalBanned"] is False and len(user["_id"]) == 24
+    assert user["path"] == f"{network.id}/user/{user['_id']}"  # the SDK's MQTT topics
     assert ISO.match(user["createdAt"]) and ISO.match(user["updatedAt"])
 
     header = jwt.get_unverified_header(body["accessToken"])

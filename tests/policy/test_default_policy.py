@@ -62,9 +62,9 @@ def policies() -> PolicySet:
         # console UI, real-time channels, the proxy
         ("GET", "/console/", A.PUBLIC, (), False),
         ("GET", "/console/assets/app.js", A.PUBLIC, (), False),
-        ("GET", "/socket.io/", A.PUBLIC, (), False),
-        ("POST", "/socket.io/", A.PUBLIC, (), False),
-        ("GET", "/mqtt", A.PUBLIC, (), False),
+        ("GET", "/socket.io/", A.ACCESS_TOKEN, (), False),
+        ("POST", "/socket.io/", A.ACCESS_TOKEN, (), False),
+        ("GET", "/mqtt", A.MQTT_CONNECT, (), False),
         ("GET", "/api/v3/posts", A.ANY_TOKEN, (), True),
         ("POST", "/api/v3/channels/c1/messages", A.ANY_TOKEN, (), True),
         # a method a built-in path does not serve falls through to the proxy rule
