@@ -1,4 +1,5 @@
-"""Helpers for bench/run.sh: parse wrk output, account CPU, write the table, read gateway logs.
+"""Helpers for bench/run.sh and bench/tls.sh: parse wrk and ab output, account CPU, write the
+table, read gateway logs.
 
     report.py port                       print a free TCP port on 127.0.0.1
     report.py cpu-busy [SECONDS]         how busy each CPU is now; last line: the busiest, in %
@@ -6,17 +7,19 @@
                                          CPU counters of every core and of each process tree
     report.py record --manifest FILE ...  append one measured row (see --help)
     report.py table --manifest FILE --out FILE --command CMD --reproduce CMD
-                    [--note TEXT]... [--appendix FILE]...
+                    [--title TEXT] [--ratio-header TEXT] [--note TEXT]... [--appendix FILE]...
     report.py gateway-log FILE           status counts and the other log lines, summarised
     report.py jwks-pem --jwks FILE --token JWT --out FILE
                                          the PEM public key of the JWKS key that signed JWT;
                                          prints its kid and algorithm
 
-The manifest holds one JSON object per measured target: its wrk command and output, wrk's
-CPU time, the cores of the server, wrk and the upstream, and the CPU snapshots taken just
-before and after the measured run (CPU time nobody in the benchmark accounts for is
-reported). The row whose slug is `nginx-proxy` is the baseline of the ratio column; the
-ratios the project is held to (`TARGETS`) follow the table when both of their rows ran.
+The manifest holds one JSON object per measured target: its load command and output (wrk,
+or ApacheBench with `record --tool ab`), the load tool's CPU time, the cores of the server,
+the load tool and the upstream, and the CPU snapshots taken just before and after the
+measured run (CPU time nobody in the benchmark accounts for is reported). The row whose
+slug is `nginx-proxy` is the baseline of the ratio column, unless a row was recorded with
+`--baseline SLUG` (bench/tls.sh: each gateway row against its nginx row); the ratios the
+project is held to (`TARGETS`) follow the table when both of their rows ran.
 """
 
 from __future__ import annotations
@@ -131,6 +134,52 @@ def parse_wrk(text: str) -> WrkResult:
         non_2xx=non_2xx,
         socket_errors=sockets,
     )
+
+
+_AB_RPS = re.compile(r"^Requests per second:\s+([0-9.]+)\s")
+_AB_COMPLETE = re.compile(r"^Complete requests:\s+([0-9]+)\s*$")
+_AB_COUNTS = re.compile(r"^(Failed requests|Non-2xx responses|Write errors):\s+([0-9]+)\s*$")
+_AB_PERCENTILE = re.compile(r"^\s*(50|99)%\s+([0-9]+)\s*$")
+
+
+def parse_ab(text: str) -> WrkResult:
+    """Read the figures of one ApacheBench run (percentiles in whole milliseconds).
+
+    `Failed requests` (connect, receive, length, exceptions) count as errors, under the
+    name `failed`; `Write errors` as `write`.
+    """
+    percentiles: dict[str, float] = {}
+    rps: float | None = None
+    requests = 0
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if m := _AB_PERCENTILE.match(line):
+            percentiles[m.group(1)] = int(m.group(2)) / 1000
+        elif m := _AB_RPS.match(line):
+            rps = float(m.group(1))
+        elif m := _AB_COMPLETE.match(line):
+            requests = int(m.group(1))
+        elif m := _AB_COUNTS.match(line):
+            counts[m.group(1)] = int(m.group(2))
+    if rps is None:
+        raise ReportError("no 'Requests per second:' line (did ab fail?)")
+    missing = [p for p in ("50", "99") if p not in percentiles]
+    if missing:
+        raise ReportError(f"no {'/'.join(missing)}% latency (was ab run with -d?)")
+    return WrkResult(
+        requests_per_sec=rps,
+        p50=percentiles["50"],
+        p99=percentiles["99"],
+        requests=requests,
+        non_2xx=counts.get("Non-2xx responses", 0),
+        socket_errors={
+            "failed": counts.get("Failed requests", 0),
+            "write": counts.get("Write errors", 0),
+        },
+    )
+
+
+PARSERS = {"wrk": parse_wrk, "ab": parse_ab}
 
 
 # --- CPU accounting --------------------------------------------------------------------
@@ -272,6 +321,8 @@ class Row:
     cpu: CpuUse
     runs: int = 1
     errors: str = ""  # over every run of the target; the result's own when empty
+    tool: str = "wrk"
+    baseline: str = BASELINE  # slug of the row the ratio column divides by
 
 
 def best_runs(runs: list[Row]) -> list[Row]:
@@ -312,8 +363,11 @@ def read_manifest(path: Path) -> list[Row]:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ReportError(f"{path}:{number}: bad manifest line ({exc})") from None
         try:
+            tool = str(entry.get("tool") or "wrk")
+            if tool not in PARSERS:
+                raise ReportError(f"unknown load tool {tool!r}")
             text = Path(entry["wrk_output"]).read_text(encoding="utf-8", errors="replace")
-            result = parse_wrk(text)
+            result = PARSERS[tool](text)
             cpu = cpu_use(entry)
             row = Row(
                 str(entry["slug"]),
@@ -322,6 +376,8 @@ def read_manifest(path: Path) -> list[Row]:
                 int(entry["server_core"]),
                 result,
                 cpu,
+                tool=tool,
+                baseline=str(entry.get("baseline") or BASELINE),
             )
         except (ReportError, OSError, KeyError, ValueError) as exc:
             raise ReportError(f"{label}: {exc}") from None
@@ -358,6 +414,10 @@ def record(args: argparse.Namespace) -> None:
         "before": str(args.before),
         "after": str(args.after),
     }
+    if args.tool != "wrk":
+        entry["tool"] = args.tool
+    if args.baseline:
+        entry["baseline"] = args.baseline
     with args.manifest.open("a", encoding="utf-8") as manifest:
         manifest.write(json.dumps(entry) + "\n")
 
@@ -367,14 +427,18 @@ def _ms(seconds: float) -> str:
     return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
 
 
-def render_table(rows: list[Row]) -> str:
-    baseline = next((r.result.requests_per_sec for r in rows if r.slug == BASELINE), None)
+DEFAULT_RATIO_HEADER = "ratio to nginx-proxy req/s"
+
+
+def render_table(rows: list[Row], ratio_header: str = DEFAULT_RATIO_HEADER) -> str:
+    rates = {r.slug: r.result.requests_per_sec for r in rows}
     lines = [
-        "| target | requests/s | p50 | p99 | ratio to nginx-proxy req/s | errors | server CPU |",
+        f"| target | requests/s | p50 | p99 | {ratio_header} | errors | server CPU |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         res = row.result
+        baseline = rates.get(row.baseline)
         ratio = f"{res.requests_per_sec / baseline:.2f}x" if baseline else "n/a"
         lines.append(
             f"| {row.label} | {res.requests_per_sec:,.0f} | {_ms(res.p50)} | {_ms(res.p99)} "
@@ -430,11 +494,18 @@ def load_notes(rows: list[Row]) -> list[str]:
 
 
 def render_report(
-    rows: list[Row], command: str, reproduce: str, notes: list[str], appendices: list[Path]
+    rows: list[Row],
+    command: str,
+    reproduce: str,
+    notes: list[str],
+    appendices: list[Path],
+    title: str = "Gateway proxy benchmark",
+    ratio_header: str = DEFAULT_RATIO_HEADER,
 ) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    tools = " and ".join(dict.fromkeys(row.tool for row in rows)) or "wrk"
     parts = [
-        "# Gateway proxy benchmark",
+        f"# {title}",
         "",
         f"Command: `{command}`",
         "",
@@ -443,7 +514,7 @@ def render_report(
         f"Run {now} on {platform.node() or 'unknown host'}, {platform.system()} "
         f"{platform.release()}, {platform.machine()}, {os.cpu_count()} CPUs.",
         "",
-        render_table(rows),
+        render_table(rows, ratio_header),
         "",
         *render_targets(rows),
         *(
@@ -459,9 +530,23 @@ def render_report(
         "the measured run, as a share of the core it is pinned to; softirq time (loopback",
         "networking) is not in it.",
         "",
-        "wrk runs (each after an unrecorded warm-up with the same settings), with the CPU time",
-        "of their cores used outside the benchmark (neither the server, wrk nor the upstream),",
-        "stolen by the hypervisor, and left idle:",
+        *(
+            [
+                "wrk runs (each after an unrecorded warm-up with the same settings), with the "
+                "CPU time",
+                "of their cores used outside the benchmark (neither the server, wrk nor the "
+                "upstream),",
+                "stolen by the hypervisor, and left idle:",
+            ]
+            if tools == "wrk"
+            else [
+                f"{tools} runs (each after an unrecorded warm-up with the same settings), with "
+                "the CPU",
+                "time of their cores used outside the benchmark (neither the server, the load "
+                "tool nor",
+                "the upstream), stolen by the hypervisor, and left idle:",
+            ]
+        ),
         "",
         *[f"- {row.label}: `{row.command}` ({row.cpu.detail()})" for row in rows],
     ]
@@ -571,15 +656,23 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--manifest", type=Path, required=True)
     rec.add_argument("--slug", required=True)
     rec.add_argument("--label", required=True)
-    rec.add_argument("--wrk-command", required=True)
-    rec.add_argument("--wrk-output", type=Path, required=True)
+    rec.add_argument(
+        "--tool", choices=sorted(PARSERS), default="wrk", help="the load tool (default wrk)"
+    )
+    rec.add_argument(
+        "--baseline", default=None, help=f"slug of the ratio's denominator (default {BASELINE})"
+    )
+    rec.add_argument("--wrk-command", "--load-command", dest="wrk_command", required=True)
+    rec.add_argument("--wrk-output", "--load-output", dest="wrk_output", type=Path, required=True)
     rec.add_argument(
         "--wrk-times",
+        "--load-times",
+        dest="wrk_times",
         type=Path,
         nargs=2,
         required=True,
         metavar=("BEFORE", "AFTER"),
-        help="bash `times` output before and after wrk ran",
+        help="bash `times` output before and after the load tool ran",
     )
     rec.add_argument("--server-core", type=int, required=True)
     rec.add_argument("--wrk-core", type=int, required=True)
@@ -591,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--out", type=Path, required=True)
     table.add_argument("--command", required=True, help="the command line as invoked")
     table.add_argument("--reproduce", required=True, help="the command with every setting")
+    table.add_argument("--title", default="Gateway proxy benchmark")
+    table.add_argument("--ratio-header", default=DEFAULT_RATIO_HEADER)
     table.add_argument("--note", action="append", default=[])
     table.add_argument(
         "--appendix",
@@ -648,7 +743,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report.py: {exc}", file=sys.stderr)
         return 1
     try:
-        report = render_report(rows, args.command, args.reproduce, args.note, args.appendix)
+        report = render_report(
+            rows,
+            args.command,
+            args.reproduce,
+            args.note,
+            args.appendix,
+            title=args.title,
+            ratio_header=args.ratio_header,
+        )
     except OSError as exc:
         print(f"report.py: {exc}", file=sys.stderr)
         return 1

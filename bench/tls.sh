@@ -1,0 +1,686 @@
+#!/usr/bin/env bash
+# TLS benchmark on loopback: nginx and the gateway terminating TLS in front of the same
+# upstream nginx (plain HTTP, keep-alive), without and with a client certificate (mTLS),
+# over kept-alive connections and with a new connection (a TLS handshake) per request.
+# Each gateway row is followed by its ratio to the nginx row above it. See bench/README.md.
+#
+#   bash bench/tls.sh          (or: make bench-tls)
+#
+# Rows (nginx, then the gateway, for each):
+#   TLS, keep-alive (wrk)                        wrk over https
+#   TLS, keep-alive (ab)                         ab -k, the same-tool twin of the mTLS row
+#   mTLS, keep-alive (ab)                        ab -k -E client.pem (wrk has no client cert)
+#   TLS, new connection per request (wrk)        wrk -H 'Connection: close' (resumes sessions)
+#   TLS, new connection per request (ab)         ab without -k: a full handshake per request
+#   mTLS, new connection per request (ab)        ab -E client.pem without -k
+#
+# Settings (environment):
+#   BENCH_DURATION=10      measured seconds per target
+#   BENCH_WARMUP=3         unrecorded warm-up seconds per target, same load
+#   BENCH_CONNECTIONS=64   wrk connections and ab concurrency (-c)
+#   BENCH_THREADS=1        wrk threads (ab has one)
+#   BENCH_ROUNDS=1         measured runs per target; the table shows the best (noisy hosts)
+#   BENCH_LOAD_CPU=0       core for wrk/ab and the upstream nginx
+#   BENCH_PROXY_CPU=1      core for the TLS server under test (nginx or the gateway)
+#   BENCH_AB_TLS=1         also measure plain TLS with ab, the twins of the mTLS rows (0: skip)
+#   BENCH_AB_MAX_RATE=100000  ab's -n is this times the seconds (ab keeps a record per
+#                          request, allocated up front); -t ends the run first
+#   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench-tls` makes it)
+#
+# Output: the table on stdout and in bench/results/tls-latest.md; the gateway's log in
+# bench/results/tls-gateway.log (overwritten by the next run).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+RESULTS=$HERE/results
+
+INVOCATION=$(printf '%q ' "$0" "$@")
+INVOCATION=${INVOCATION% }
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-1}
+ROUNDS=${BENCH_ROUNDS:-1}
+LOAD_CPU=${BENCH_LOAD_CPU:-0}
+PROXY_CPU=${BENCH_PROXY_CPU:-1}
+AB_TLS=${BENCH_AB_TLS:-1}
+AB_MAX_RATE=${BENCH_AB_MAX_RATE:-100000}
+VENV=${BENCH_VENV:-$ROOT/.venv}
+case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
+
+BENCH_PATH=/api/v3/bench
+# The upstream answers this path with the X-Gateway-Client-Cert-Sha256 header it got.
+CERT_ECHO_PATH=/bench-client-cert
+# About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`); the
+# same as bench/run.sh.
+BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],'
+BODY+='"message":"hello from the upstream"}'
+# Seconds a load run may take beyond its duration before `timeout` ends it.
+LOAD_GRACE=30
+# ab: seconds to wait for each response.
+AB_TIMEOUT=10
+
+export PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '[bench-tls] %s\n' "$*" >&2; }
+die() { printf '[bench-tls] error: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+for arg in "$@"; do
+    case $arg in
+        -h|--help) usage; exit 0 ;;
+        *) die "unexpected argument '$arg' (settings are environment variables; see --help)" ;;
+    esac
+done
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU AB_MAX_RATE; do
+    is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
+done
+[[ $AB_TLS == [01] ]] || die "BENCH_AB_TLS must be 0 or 1, got '$AB_TLS'"
+((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
+    || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
+((DURATION <= 3600 && WARMUP <= 3600)) || die "BENCH_DURATION and BENCH_WARMUP: at most 3600"
+((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+((AB_MAX_RATE >= 1000 && AB_MAX_RATE <= 1000000)) \
+    || die "BENCH_AB_MAX_RATE must be between 1000 and 1000000, got $AB_MAX_RATE"
+
+GATEWAY=$VENV/bin/gateway
+PYTHON=$VENV/bin/python
+[[ -x $GATEWAY && -x $PYTHON ]] \
+    || die "$GATEWAY not found: create the virtualenv first (make .venv/.installed, or make bench-tls)"
+
+# --- tools ---------------------------------------------------------------------------
+install_missing() {
+    local -a packages=()
+    command -v wrk >/dev/null || packages+=(wrk)
+    command -v nginx >/dev/null || packages+=(nginx)
+    command -v ab >/dev/null || packages+=(apache2-utils)
+    command -v openssl >/dev/null || packages+=(openssl)
+    command -v curl >/dev/null || packages+=(curl)
+    command -v taskset >/dev/null || packages+=(util-linux)
+    command -v timeout >/dev/null || packages+=(coreutils)
+    ((${#packages[@]})) || return 0
+    ((EUID == 0)) || die "missing ${packages[*]}: install them, or run as root to apt-get them"
+    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
+    log "installing ${packages[*]}"
+    # Keep the packages' init scripts from starting system-wide daemons (port 80 etc.).
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    local status=0
+    {
+        timeout 600 apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q "${packages[@]}"
+    } >&2 || status=$?
+    ((made_policy)) && rm -f "$policy"
+    ((status == 0)) || die "apt-get install ${packages[*]} failed"
+}
+install_missing
+# `ab -h` exits non-zero: keep its text, then look.
+AB_HELP=$(ab -h 2>&1 || true)
+[[ $AB_HELP == *'-E certfile'* ]] \
+    || die "this ab cannot present a client certificate (no -E option): apache2-utils 2.4.x has it"
+
+CPUS=$(nproc)
+((LOAD_CPU < CPUS && PROXY_CPU < CPUS)) \
+    || die "BENCH_LOAD_CPU/BENCH_PROXY_CPU must be below the $CPUS CPUs available"
+((LOAD_CPU != PROXY_CPU)) || log "warning: load and proxy share core $LOAD_CPU"
+
+# --- processes -----------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/gateway-bench-tls.XXXXXX)
+declare -a PIDS=()
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start CPU LOGFILE COMMAND... : run pinned in the background; the pid is in $STARTED.
+start() {
+    local cpu=$1 logfile=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+}
+
+# forget PID: no longer stop it on exit.
+forget() {
+    local kept=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$1" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# stop PID: stop one process started by `start` and forget it.
+stop() {
+    stop_pid "$1"
+    forget "$1"
+}
+
+# wait_ready NAME PID LOGFILE URL [CURL-ARG...]: until URL answers 200 with the upstream's
+# body (the curl arguments, e.g. `--cacert`, `--cert`, go with every try).
+wait_ready() {
+    local name=$1 pid=$2 logfile=$3 url=$4 i body
+    shift 4
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$name exited during start-up (log above: $logfile)"
+        fi
+        if body=$(curl -fsS --max-time 1 "$@" "$url" 2>/dev/null) && [[ $body == "$BODY" ]]
+        then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$logfile" >&2 || true
+    curl -sS -i --max-time 2 "$@" "$url" >&2 || true
+    die "$name did not answer 200 with the upstream's body on $url within 30 s"
+}
+
+# http_status URL [CURL-ARG...]: the status code, or `none` when no answer came (e.g. the
+# TLS handshake failed).
+http_status() {
+    local url=$1 code
+    shift
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null) \
+        || code=none
+    [[ $code == 000 ]] && code=none
+    printf '%s' "$code"
+}
+
+port() { "$PYTHON" "$HERE/report.py" port; }
+
+# snapshot CPU SERVER-PID FILE: CPU counters around a measured run (taken from the load core).
+snapshot() {
+    taskset -c "$1" "$PYTHON" "$HERE/report.py" snapshot \
+        --pid "server=$2" --pid "upstream=$UP_PID" --out "$3"
+}
+
+# --- configurations ------------------------------------------------------------------
+UP_PORT=$(port)
+NGINX_TLS_PORT=$(port)
+NGINX_MTLS_PORT=$(port)
+GATEWAY_PORT=$(port)
+
+GW_DIR=$WORK/gateway
+CERTS=$GW_DIR/certs
+CA=$CERTS/ca.pem
+CLIENT_PEM=$WORK/client/client.pem   # the signed certificate, then its key (ab -E, curl --cert)
+STRANGER_PEM=$WORK/client/stranger.pem   # self-signed: no chain to the gateway CA
+
+write_nginx_conf() {  # DIR HTTP-BODY
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+$2
+}
+EOF
+}
+
+write_nginx_conf "$WORK/upstream" "    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        location / {
+            default_type application/json;
+            return 200 '$BODY';
+        }
+        location = $CERT_ECHO_PATH {
+            default_type text/plain;
+            return 200 '\$http_x_gateway_client_cert_sha256';
+        }
+    }"
+
+# nginx terminating TLS with the gateway's server certificate, proxying to the upstream as
+# bench/run.sh's nginx proxy does; a second listener requires a client certificate that
+# chains to the gateway CA. TLS 1.2+ like the gateway (nginx 1.22's default has no 1.3).
+NGINX_PROXY_LOCATION="location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }"
+write_nginx_conf "$WORK/nginx-tls" "    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    ssl_certificate $CERTS/server.pem;
+    ssl_certificate_key $CERTS/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
+        $NGINX_PROXY_LOCATION
+    }
+    server {
+        listen 127.0.0.1:$NGINX_MTLS_PORT ssl backlog=4096;
+        ssl_verify_client on;
+        ssl_client_certificate $CA;
+        $NGINX_PROXY_LOCATION
+    }"
+
+# write_gateway_conf FILE POLICY...: the HTTPS listener only, 1 worker, access log on (as
+# shipped, as in bench/run.sh); CA and server certificate from `gateway init` in $GW_DIR.
+write_gateway_conf() {
+    local file=$1 policies
+    shift
+    policies=$(printf 'policies/%s, ' "$@")
+    cat >"$file" <<EOF
+server:
+  http: null
+  https: {host: 127.0.0.1, port: $GATEWAY_PORT, cert: certs/server.pem, key: certs/server.key}
+  workers: 1
+  access_log: true
+store:
+  url: sqlite:///var/gateway.db
+regions:
+  default: local
+  local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
+policies: [${policies%, }]
+EOF
+}
+mkdir -p "$GW_DIR/policies"
+write_gateway_conf "$GW_DIR/config.yaml" bench.yaml
+# Only to have the CSR signed: the certificates endpoint for admins, before the same rule.
+write_gateway_conf "$GW_DIR/config-sign.yaml" sign.yaml bench.yaml
+cat >"$GW_DIR/policies/bench.yaml" <<'EOF'
+rules:
+  - name: bench-public
+    match: {path: "/**"}
+    auth: public
+EOF
+cat >"$GW_DIR/policies/sign.yaml" <<'EOF'
+rules:
+  - name: certificates
+    match: {path: /api/v3/networks/certificates, methods: [POST]}
+    auth: admin_token
+    roles: [admin]
+    mtls: true
+EOF
+
+# --- measuring -----------------------------------------------------------------------
+mkdir -p "$RESULTS"
+MANIFEST=$WORK/manifest.jsonl
+: >"$MANIFEST"
+declare -a NOTES=() GATEWAY_ERRORS=()
+
+# run_load CPU OUT SECONDS TOOL ARG...: the load tool in the background, bounded by
+# `timeout`, waited for, so that Ctrl-C (which wrk catches) stops the script.
+run_load() {
+    local cpu=$1 out=$2 limit=$(($3 + LOAD_GRACE)) tool=$4 pid status=0
+    shift 4
+    taskset -c "$cpu" timeout -k 5 "$limit" "$tool" "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget "$pid"
+    ((status != 124 && status != 137)) \
+        || { cat "$out" >&2; die "$tool did not finish within $limit s"; }
+    ((status == 0)) || { cat "$out" >&2; die "$tool failed (status $status)"; }
+}
+
+# load_args TOOL SECONDS LATENCY: the tool's options for a run of SECONDS (before the
+# target's own options); LATENCY=1 asks wrk for percentiles (ab always prints them).
+load_args() {
+    case $1 in
+        wrk)
+            LOAD_ARGS=("-t$THREADS" "-c$CONNECTIONS" "-d${2}s")
+            if (($3)); then LOAD_ARGS+=(--latency); fi
+            ;;
+        # -t before -n: -t alone would mean -n 50000. -r: count receive errors, not abort.
+        ab) LOAD_ARGS=(-q -r -s "$AB_TIMEOUT" -c "$CONNECTIONS" -t "$2" -n "$(($2 * AB_MAX_RATE))") ;;
+        *) die "unknown load tool $1" ;;
+    esac
+}
+
+# shown_command CPU SECONDS TOOL ARG...: the command as the results show it, arguments
+# with a space quoted, the temporary folder as $WORK.
+shown_command() {
+    local cpu=$1 limit=$(($2 + LOAD_GRACE)) tool=$3 arg text work="\$WORK"
+    shift 3
+    text="taskset -c $cpu timeout -k 5 $limit $tool"
+    for arg in "$@"; do
+        [[ $arg == *' '* ]] && arg="'$arg'"
+        text+=" $arg"
+    done
+    text=${text//"$WORK"/"$work"}
+    printf '%s' "$text"
+}
+
+# measure SLUG LABEL TOOL BASELINE SERVER-PID TARGET-ARG...: warm-up, then BENCH_ROUNDS
+# measured runs of TOOL (wrk or ab) from the load core against the server on the proxy
+# core. BASELINE: the slug of the row the ratio divides by. The target's arguments (its
+# options, then the URL) come last.
+measure() {
+    local slug=$1 label=$2 tool=$3 baseline=$4 server=$5 round out summary
+    shift 5
+    local -a target=("$@")
+    if ((WARMUP > 0)); then
+        log "$label: warm-up ${WARMUP}s"
+        load_args "$tool" "$WARMUP" 0
+        run_load "$LOAD_CPU" "$WORK/warm-up-$slug.txt" "$WARMUP" "$tool" \
+            "${LOAD_ARGS[@]}" "${target[@]}"
+    fi
+    load_args "$tool" "$DURATION" 1
+    local -a args=("${LOAD_ARGS[@]}" "${target[@]}")
+    case $tool in
+        wrk) summary='Requests/sec|Non-2xx|Socket errors' ;;
+        ab) summary='^(Requests per second|Complete requests|Failed|Non-2xx|Write errors|Keep-Alive)' ;;
+    esac
+    for ((round = 1; round <= ROUNDS; round++)); do
+        out=$WORK/load-$slug-$round.txt
+        log "$label: measuring ${DURATION}s (run $round of $ROUNDS)"
+        snapshot "$LOAD_CPU" "$server" "$out.before.json"
+        # The shell's children's CPU times before and after: the difference is the tool's.
+        times >"$out.times-before"
+        run_load "$LOAD_CPU" "$out" "$DURATION" "$tool" "${args[@]}"
+        times >"$out.times-after"
+        snapshot "$LOAD_CPU" "$server" "$out.after.json"
+        grep -E "$summary" "$out" | sed 's/^ */    /' >&2 || true
+        "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
+            --label "$label" --tool "$tool" --baseline "$baseline" \
+            --load-command "$(shown_command "$LOAD_CPU" "$DURATION" "$tool" "${args[@]}")" \
+            --load-output "$out" --load-times "$out.times-before" "$out.times-after" \
+            --server-core "$PROXY_CPU" --wrk-core "$LOAD_CPU" --upstream-core "$LOAD_CPU" \
+            --before "$out.before.json" --after "$out.after.json"
+    done
+}
+
+# load_errors SLUG: the error lines of the target's measured runs, `;`-separated (empty: none).
+load_errors() {
+    local -a outs=("$WORK/load-$1"-[0-9]*.txt)
+    sed -nE 's/^ *(Non-2xx or 3xx responses|Socket errors|Non-2xx responses|Failed requests|Write errors): *(.*[^ ]) *$/\1: \2/p' \
+        "${outs[@]}" | grep -vE ': 0$|: connect 0, read 0, write 0, timeout 0$' \
+        | paste -sd ';' - || true
+}
+
+# keepalive_check SLUG LABEL: ab -k rows: did every request go over a kept-alive connection?
+keepalive_check() {
+    local slug=$1 label=$2 out complete kept
+    for out in "$WORK/load-$slug"-[0-9]*.txt; do
+        complete=$(sed -nE 's/^Complete requests: *([0-9]+).*/\1/p' "$out")
+        kept=$(sed -nE 's/^Keep-Alive requests: *([0-9]+).*/\1/p' "$out")
+        if [[ -z $kept || -z $complete ]] || ((kept + CONNECTIONS < complete)); then
+            log "warning: '$label': ${kept:-no} keep-alive requests of ${complete:-?}"
+            NOTES+=("'$label': only ${kept:-0} of ${complete:-?} requests went over a kept-alive
+connection (ab -k; the server closed the others), so the row includes handshakes.")
+            return 0
+        fi
+    done
+}
+
+# pair NAME TOOL CONNECTIONS TARGET-OPTION...: the nginx row, then the gateway row (ratio
+# to it), on the nginx listener of NAME (tls or mtls) and the gateway's one HTTPS listener.
+# CONNECTIONS: ka (keep-alive) or new (a new connection per request).
+declare -a ROWS=()
+declare -A LABELS=()
+pair() {
+    local name=$1 tool=$2 connections=$3 nginx_port=$NGINX_TLS_PORT mode=TLS slug what
+    shift 3
+    if [[ $name == mtls ]]; then
+        nginx_port=$NGINX_MTLS_PORT
+        mode=mTLS
+    fi
+    what=keep-alive
+    [[ $connections == ka ]] || what="new connection per request"
+    slug=$name-$connections-$tool
+    LABELS[nginx-$slug]="nginx, $mode, $what ($tool)"
+    LABELS[gateway-$slug]="gateway, $mode, $what ($tool)"
+    measure "nginx-$slug" "${LABELS[nginx-$slug]}" "$tool" "nginx-$slug" "$NGINX_PID" \
+        "$@" "https://127.0.0.1:$nginx_port$BENCH_PATH"
+    measure "gateway-$slug" "${LABELS[gateway-$slug]}" "$tool" "nginx-$slug" "$GW_PID" \
+        "$@" "https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+    ROWS+=("nginx-$slug" "gateway-$slug")
+}
+
+# Other work on the machine skews every row: say so in the results.
+BUSY=$("$PYTHON" "$HERE/report.py" cpu-busy 1)
+BUSY_MAX=$(tail -n1 <<<"$BUSY")
+log "CPU busy before the run: $(head -n1 <<<"$BUSY")"
+if ((BUSY_MAX >= 10)); then
+    log "warning: the machine is not idle; the figures will be lower and noisier"
+    NOTES+=("The machine was not idle when the run started ($(head -n1 <<<"$BUSY") busy over
+1 s): the figures are lower and noisier than on a quiet machine.")
+fi
+
+# The gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the caller's shell.
+while IFS= read -r name; do
+    unset "$name"
+done < <(compgen -e | grep '^GATEWAY_' || true)
+
+# --- certificates: the gateway's CA and server certificate, a client certificate it signs
+log "gateway init, network, admin and admin token in $GW_DIR"
+json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+"$GATEWAY" init --config "$GW_DIR/config.yaml" >"$GW_DIR/init.json" \
+    || die "gateway init failed"
+[[ -s $CA && -s $CERTS/server.pem && -s $CERTS/server.key ]] \
+    || die "gateway init made no CA or server certificate in $CERTS"
+NETWORK_ID=$("$GATEWAY" network create --config "$GW_DIR/config.yaml" --name bench-tls --secure \
+    | json_field networkId) || die "gateway network create failed"
+"$GATEWAY" admin create --config "$GW_DIR/config.yaml" --network "$NETWORK_ID" \
+    --username bench --role admin --password-stdin <<<"bench-$RANDOM$RANDOM$RANDOM" \
+    >/dev/null || die "gateway admin create failed"
+ADMIN_TOKEN=$("$GATEWAY" admin token --config "$GW_DIR/config.yaml" --network "$NETWORK_ID" \
+    --username bench | json_field adminToken) || die "gateway admin token failed"
+
+mkdir -p "$WORK/client"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$WORK/client/client.key" -subj /CN=bench-tls-client \
+    -out "$WORK/client/client.csr" 2>"$WORK/client/openssl.log" \
+    || { cat "$WORK/client/openssl.log" >&2; die "openssl req (CSR) failed"; }
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$WORK/client/stranger.key" -subj /CN=bench-tls-stranger \
+    -out "$WORK/client/stranger.crt" 2>"$WORK/client/openssl.log" \
+    || { cat "$WORK/client/openssl.log" >&2; die "openssl req (self-signed) failed"; }
+cat "$WORK/client/stranger.crt" "$WORK/client/stranger.key" >"$STRANGER_PEM"
+"$PYTHON" -c 'import json, sys; print(json.dumps({"name": "bench-tls", "csr": open(sys.argv[1]).read()}))' \
+    "$WORK/client/client.csr" >"$WORK/client/request.json"
+
+start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
+    nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
+UP_PID=$STARTED
+wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
+    "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+
+GW_URL="https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+start "$PROXY_CPU" "$WORK/gateway-sign.log" "$GATEWAY" serve --config "$GW_DIR/config-sign.yaml"
+pid=$STARTED
+wait_ready "gateway (signing)" "$pid" "$WORK/gateway-sign.log" "$GW_URL" --cacert "$CA"
+log "POST the CSR to /api/v3/networks/certificates"
+code=$(curl -sS --max-time 10 --cacert "$CA" -o "$WORK/client/certificate.json" \
+    -w '%{http_code}' -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' --data-binary "@$WORK/client/request.json" \
+    "https://127.0.0.1:$GATEWAY_PORT/api/v3/networks/certificates") || code=none
+[[ $code == 201 ]] \
+    || { cat "$WORK/client/certificate.json" >&2 || true; die "the CSR got $code, not 201"; }
+json_field certificate <"$WORK/client/certificate.json" >"$WORK/client/client.crt"
+FINGERPRINT=$(json_field fingerprintSha256 <"$WORK/client/certificate.json")
+stop "$pid"
+cat "$WORK/client/client.crt" "$WORK/client/client.key" >"$CLIENT_PEM"
+openssl verify -CAfile "$CA" -purpose sslclient "$WORK/client/client.crt" >/dev/null \
+    || die "the certificate the gateway signed does not verify against its CA for clients"
+[[ $(openssl x509 -in "$WORK/client/client.crt" -noout -fingerprint -sha256 \
+    | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f') == "$FINGERPRINT" ]] \
+    || die "fingerprintSha256 of the answer is not the certificate's"
+
+# --- the servers under test: both stay up; the one not measured is idle -------------
+start "$PROXY_CPU" "$WORK/nginx-tls/stdout.log" nginx -p "$WORK/nginx-tls/" \
+    -c "$WORK/nginx-tls/nginx.conf" -e "$WORK/nginx-tls/error.log"
+NGINX_PID=$STARTED
+GW_LOG=$RESULTS/tls-gateway.log
+start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$GW_DIR/config.yaml"
+GW_PID=$STARTED
+
+wait_ready "nginx (TLS)" "$NGINX_PID" "$WORK/nginx-tls/error.log" \
+    "https://127.0.0.1:$NGINX_TLS_PORT$BENCH_PATH" --cacert "$CA"
+wait_ready "nginx (mTLS)" "$NGINX_PID" "$WORK/nginx-tls/error.log" \
+    "https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH" --cacert "$CA" --cert "$CLIENT_PEM"
+wait_ready "gateway (TLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA"
+wait_ready "gateway (mTLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA" --cert "$CLIENT_PEM"
+
+# Both must check the client certificate, or the mTLS rows measure nothing more.
+code=$(http_status "https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH" --cacert "$CA")
+[[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, without a client certificate"
+code=$(http_status "https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH" --cacert "$CA" \
+    --cert "$STRANGER_PEM")
+[[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, to a self-signed certificate"
+code=$(http_status "$GW_URL" --cacert "$CA" --cert "$STRANGER_PEM")
+[[ $code == none ]] \
+    || die "the gateway answered $code to a self-signed client certificate (handshake expected to fail)"
+seen=$(curl -fsS --max-time 5 --cacert "$CA" --cert "$CLIENT_PEM" \
+    "https://127.0.0.1:$GATEWAY_PORT$CERT_ECHO_PATH") || seen=none
+[[ $seen == "$FINGERPRINT" ]] \
+    || die "the upstream got X-Gateway-Client-Cert-Sha256 '$seen', not '$FINGERPRINT'"
+code=$(http_status "$GW_URL" --cacert "$CA")
+[[ $code == 200 ]] || die "the gateway answered $code without a client certificate"
+log "checked: nginx refuses no or a foreign client certificate; the gateway fails the handshake"
+log "on a foreign one and passes the fingerprint of ours upstream"
+
+# tls_params PORT: `TLSv1.3, TLS_AES_256_GCM_SHA384, X25519, sessions resumed` as
+# openssl s_client sees a server (the session of a first connection offered to a second).
+tls_params() {
+    local port=$1 request out session=$WORK/session-$1.pem params resumed="not resumed"
+    request=$(printf 'GET %s HTTP/1.0\r\n\r\n' "$BENCH_PATH")
+    out=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA" \
+        -sess_out "$session" -ign_eof <<<"$request" 2>/dev/null) || true
+    params=$(sed -nE '/^New, (TLS[^,]*), Cipher is (.*)$/ { s//\1, \2/p; q; }' <<<"$out")
+    params+=", $(sed -nE '/^Server Temp Key: ([^,]*).*/ { s//\1/p; q; }' <<<"$out")"
+    if [[ -s $session ]]; then
+        out=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA" \
+            -sess_in "$session" -ign_eof <<<"$request" 2>/dev/null) || true
+        [[ $out != *$'\nReused, '* ]] || resumed="sessions resumed"
+    fi
+    printf '%s, %s' "${params:-unknown}" "$resumed"
+}
+NGINX_TLS_PARAMS=$(tls_params "$NGINX_TLS_PORT")
+GATEWAY_TLS_PARAMS=$(tls_params "$GATEWAY_PORT")
+log "nginx: $NGINX_TLS_PARAMS; gateway: $GATEWAY_TLS_PARAMS"
+
+pair tls wrk ka
+if ((AB_TLS)); then pair tls ab ka -k; fi
+pair mtls ab ka -k -E "$CLIENT_PEM"
+pair tls wrk new -H 'Connection: close'
+if ((AB_TLS)); then pair tls ab new; fi
+pair mtls ab new -E "$CLIENT_PEM"
+
+for slug in "${ROWS[@]}"; do
+    label=${LABELS[$slug]}
+    if [[ $slug == *-ka-ab ]]; then keepalive_check "$slug" "$label"; fi
+    errors=$(load_errors "$slug")
+    [[ -z $errors ]] && continue
+    log "errors on '$label': $errors"
+    [[ $slug == gateway-* ]] && GATEWAY_ERRORS+=("'$label' ($errors)")
+done
+stop "$GW_PID"
+stop "$NGINX_PID"
+stop "$UP_PID"
+
+declare -a APPENDICES=()
+if ((${#GATEWAY_ERRORS[@]})); then
+    summary=$WORK/errors-gateway.txt
+    {
+        printf 'Gateway rows with errors: %s.\n' "$(IFS=,; printf '%s' "${GATEWAY_ERRORS[*]}")"
+        printf 'The log covers every gateway row, warm-ups included.\n'
+        "$PYTHON" "$HERE/report.py" gateway-log "$GW_LOG"
+    } >"$summary"
+    cat "$summary" >&2
+    APPENDICES+=(--appendix "$summary")
+    NOTES+=("Gateway rows had errors: the gateway's log is summarised below.")
+fi
+
+SERVER_KEY=$(openssl x509 -in "$CERTS/server.pem" -noout -text \
+    | sed -nE 's/^ *(Public Key Algorithm|NIST CURVE): *(.*)$/\2/p' | paste -sd ' ' -)
+NOTES+=("TLS: nginx and the gateway use the server certificate and key that \`gateway init\`
+made (${SERVER_KEY:-key type unknown}, signed by the gateway CA), TLS 1.2 and 1.3 allowed,
+each with its default ciphers and session tickets. As openssl s_client saw them: nginx
+$NGINX_TLS_PARAMS; gateway $GATEWAY_TLS_PARAMS.")
+NOTES+=("Client certificate: an EC P-256 key and CSR made with \`openssl req\`, signed by the
+gateway through \`POST /api/v3/networks/certificates\` (network made with \`gateway network
+create --secure\`, admin token from \`gateway admin token\`); \$WORK/client/client.pem is the
+certificate then the key (\`ab -E\`). nginx (mTLS listener): \`ssl_verify_client on\`,
+\`ssl_client_certificate\` the gateway CA. The gateway asks every client for a certificate
+and verifies one presented against its CA. Checked before measuring: nginx answers 400
+without a certificate and to a self-signed one; the gateway fails the handshake with the
+self-signed one, and passes the fingerprint of ours to the upstream
+(X-Gateway-Client-Cert-Sha256).")
+NOTES+=("Tools: wrk cannot present a client certificate, so the mTLS rows use ApacheBench
+(\`ab -E\`), single-threaded, HTTP/1.0 (\`-k\`: Connection: keep-alive); the '(ab)' TLS rows are
+the same-tool twins of the mTLS rows. ab reports latency in whole milliseconds; its
+\`errors\` are its failed requests (connect, receive, length, exceptions) and write errors.
+New connection per request: wrk (\`-H 'Connection: close'\`) keeps the TLS session of the
+previous connection and offers it, so with a server that resumes sessions (above) each
+connection is a resumed TLS 1.3 handshake (PSK with an ECDHE key exchange, no certificate
+sent or verified); ab offers none: a full handshake every time, with the client
+certificate verified in the mTLS row.")
+NOTES+=("Pinning: the server under test (nginx, 1 worker; or the gateway, 1 worker, access log
+to a file) alone on CPU $PROXY_CPU, the other one idle there; the load tool and the upstream
+nginx (1 worker, plain HTTP, keep-alive from both proxies) share CPU $LOAD_CPU. Each
+gateway row is measured right after its nginx row. Load runs are bounded by \`timeout\`.")
+VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+VERSIONS+=" ($(nginx -V 2>&1 | sed -nE '/.*running with (OpenSSL [^ ]+).*/ { s//\1/p; q; }
+    /^built with (OpenSSL [^ ]+).*/ { s//\1/p; q; }'))"
+VERSIONS+=", $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }')"
+VERSIONS+=", ab $(ab -V | awk 'NR == 1 { print $5 }')"
+VERSIONS+=" (apache2-utils $(dpkg-query -W -f '${Version}' apache2-utils 2>/dev/null || echo '?'))"
+VERSIONS+=", $(openssl version | awk '{ print $1, $2 }') (ab, wrk, curl)"
+VERSIONS+=", $("$PYTHON" -c 'import platform, ssl, aiohttp
+print("Python", platform.python_version(), "with", " ".join(ssl.OPENSSL_VERSION.split()[:2]), "aiohttp", aiohttp.__version__)')"
+if REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null || REVISION+=" + uncommitted changes"
+    VERSIONS="gateway $REVISION, $VERSIONS"
+fi
+NOTES+=("Versions: $VERSIONS.")
+
+REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
+REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
+REPRODUCE+=" BENCH_PROXY_CPU=$PROXY_CPU BENCH_AB_TLS=$AB_TLS BENCH_AB_MAX_RATE=$AB_MAX_RATE"
+REPRODUCE+=" bash bench/tls.sh"
+
+note_args=()
+for note in "${NOTES[@]}"; do
+    note_args+=(--note "$note")
+done
+echo
+"$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/tls-latest.md" \
+    --title "Gateway TLS benchmark" --ratio-header "ratio to the nginx row req/s" \
+    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}" "${APPENDICES[@]}"
+log "written to $RESULTS/tls-latest.md"
