@@ -105,6 +105,9 @@ class StoreConfig:
     pool_size: int = 10
     feed_poll_interval: Seconds = Seconds(0.05)
     feed_max_lag: Seconds = Seconds(5.0)
+    # How long token checks trust the in-memory state while the change feed cannot be
+    # read (store down): past it they answer 503, unless a rule says `stale: serve`.
+    max_staleness: Seconds = Seconds(30.0)
 
 
 @dataclass(frozen=True)

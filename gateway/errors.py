@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.store.db import StoreUnavailable
+
 log = logging.getLogger("gateway.errors")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -148,6 +150,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _HTTP_EXCEPTION_MESSAGES.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(exc.status, message, headers=headers)
+    except StoreUnavailable as exc:
+        # Nothing was acknowledged: the client may retry (the store said why in the log).
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "store unavailable: try again shortly",
+                              headers={"Retry-After": "1"})
     except (ConnectionResetError, web.RequestPayloadError) as exc:
         # The client went away or sent a broken body: nothing useful can be answered.
         log.info("client error on %s %s: %s", request.method, request.path, exc)

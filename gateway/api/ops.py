@@ -32,6 +32,10 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(
             f"change feed {staleness:.1f}s behind (bound {config.store.feed_max_lag:.1f}s)"
         )
+    if staleness > config.store.max_staleness:
+        problems.append(
+            f"token checks refused: state stale past {config.store.max_staleness:.0f}s"
+        )
     if not app[TOKENS].ring.loaded:
         problems.append("no signing key loaded")
     if problems:

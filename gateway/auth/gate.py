@@ -8,8 +8,14 @@ from gateway.auth.console_session import COOKIE, console_principal
 from gateway.auth.mtls import require_pinned_certificate
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import bearer_token
-from gateway.errors import GatewayError, invalid_token, permission_denied, unauthorized
-from gateway.keys import AUTH_STATE, TOKENS
+from gateway.errors import (
+    GatewayError,
+    invalid_token,
+    permission_denied,
+    unauthorized,
+    unavailable,
+)
+from gateway.keys import AUTH_STATE, FEED, RUNTIME, TOKENS
 from gateway.policy import Auth, Rule, role_allows
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.requestinfo import INFO
@@ -28,10 +34,24 @@ def request_token(request: web.Request) -> str | None:
     return token
 
 
+def _refuse_when_stale(request: web.Request) -> None:
+    """503 once the change feed has been unreadable for longer than the configured bound:
+    a revocation made meanwhile elsewhere could not have reached this process."""
+    staleness = request.app[FEED].staleness()
+    bound = request.app[RUNTIME].current.config.store.max_staleness
+    if staleness > bound:
+        raise unavailable(
+            f"token state is stale: the store has been unreachable for {staleness:.0f}s"
+            f" (bound {bound:.0f}s)"
+        )
+
+
 async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
     """None for public routes; else the caller, or the contract's 401/403."""
     if rule.auth is Auth.PUBLIC or rule.auth is Auth.MQTT_CONNECT:
         return None
+    if not rule.serve_stale:
+        _refuse_when_stale(request)
     token = request_token(request)
     if token is None:
         cookie = request.cookies.get(COOKIE)

@@ -28,7 +28,7 @@ from gateway.policy.model import (
 )
 from gateway.policy.paths import normalize_host
 
-_RULE_KEYS = ("name", "match", "auth", "roles", "mtls")
+_RULE_KEYS = ("name", "match", "auth", "roles", "mtls", "stale")
 _MATCH_KEYS = ("path", "methods", "hosts")
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -141,6 +141,7 @@ def _parse_rule(where: _Where, item: object, index: int) -> Rule:
         auth=auth,
         roles=_roles(where, item, auth),
         mtls=_mtls(where, item),
+        serve_stale=_stale(where, item),
         source=where.source,
         index=index,
     )
@@ -235,6 +236,13 @@ def _roles(where: _Where, item: Mapping[str, object], auth: Auth) -> tuple[str, 
     if auth is Auth.ACCESS_TOKEN and any(r in CONSOLE_ROLES for r in roles):
         raise where.error("roles", _got(value, "only user with auth access_token"))
     return tuple(roles)
+
+
+def _stale(where: _Where, item: Mapping[str, object]) -> bool:
+    value = item.get("stale", "refuse")
+    if value not in ("refuse", "serve"):
+        raise where.error("stale", _got(value, "refuse or serve"))
+    return value == "serve"
 
 
 def _mtls(where: _Where, item: Mapping[str, object]) -> bool:

@@ -71,6 +71,9 @@ class Rule:
     hosts: frozenset[str] | None = None
     roles: tuple[str, ...] = ()
     mtls: bool = False
+    # When the store has been unreachable past store.max_staleness, the in-memory token
+    # state may miss revocations: refuse (503) unless the rule says `stale: serve`.
+    serve_stale: bool = False
     source: str = "<memory>"
     index: int = 0
 

@@ -99,6 +99,9 @@ class FeedTailer:
                 if self.last_error is None:
                     log.warning("change feed unreadable: %s", exc)
                 self.last_error = str(exc)
+            except Exception as exc:  # the tailer must outlive any one bad read
+                log.exception("change feed read failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             except TimeoutError:
