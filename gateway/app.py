@@ -12,9 +12,11 @@ from aiohttp import web
 from gateway.accesslog import AccessLog
 from gateway.api import (
     admin_tokens,
+    admins,
     audit,
     certificates,
     console,
+    console_ui,
     network,
     notifications,
     ops,
@@ -75,6 +77,8 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     notifications.add_routes(app)
     network.add_routes(app)
     console.add_routes(app)
+    console_ui.add_routes(app)
+    admins.add_routes(app)
     audit.add_routes(app)
     certificates.add_routes(app)
     secure.add_routes(app)

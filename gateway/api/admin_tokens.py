@@ -55,9 +55,16 @@ async def generate_admin_token(request: web.Request) -> web.Response:
     state.superseded.update(superseded)
     state.revoked.update(revoked)
     await audit(request, "admin_token.generate", principal.user_id)
-    return web.json_response(
-        _token_json(token, credential.issued_at, credential.expires_at)
-    )
+    answer = _token_json(token, credential.issued_at, credential.expires_at)
+    # Not in the contract (docs/CONTRACT-NOTES.md): when the token the caller had stops
+    # working, so the console can say so without holding that token. None: there was none.
+    if superseded:
+        answer["previousTokenValidUntil"] = iso(max(until for _jti, until in superseded))
+    elif revoked:  # admin_rotation_grace 0: cut off at once
+        answer["previousTokenValidUntil"] = iso(credential.issued_at)
+    else:
+        answer["previousTokenValidUntil"] = None
+    return web.json_response(answer)
 
 
 async def revoke_admin_token(request: web.Request) -> web.Response:

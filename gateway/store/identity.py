@@ -104,6 +104,24 @@ class IdentityQueries(StoreCore):
             created_at=float(row["created_at"]),
         )
 
+    async def list_admins(self, network_id: str) -> list[Admin]:
+        """The network's console users, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT id, network_id, username, role, password_hash, created_at FROM admins"
+            " WHERE network_id = $1 ORDER BY created_at, username",
+            network_id,
+        )
+        return [
+            Admin(
+                id=row["id"],
+                network_id=row["network_id"],
+                username=row["username"],
+                role=row["role"],
+                password_hash=row["password_hash"],
+                created_at=float(row["created_at"]),
+            )
+            for row in rows
+        ]
 
     async def set_network_flags(
         self, network_id: str, *, secure: bool | None = None, mtls: bool | None = None

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import aiohttp
 import jwt
 
-from gateway.keys import RUNTIME, TOKENS
+from gateway.keys import RUNTIME, STORE, TOKENS
 from gateway.store import Network
+from gateway.timefmt import iso
 from tests.auth.conftest import Clock, Gateway, error
+from tests.proxy.conftest import in_process_gateway
+from tests.support import free_port, write_config
 
 YEAR = 365 * 86400
 WARNING = re.compile(
@@ -123,3 +128,41 @@ async def test_an_admin_token_past_its_year_is_expired(gw: Gateway, clock: Clock
     clock.advance(120)
     status, body, _ = await gw.call("GET", "/api/v3/networks/me", token)
     assert (status, body) == (401, error(401, "token expired"))
+
+
+async def test_generate_says_until_when_the_previous_token_works(
+    gw: Gateway, clock: Clock
+) -> None:
+    network = await gw.network()
+    old = await _issued(gw, network, "ann", "admin")
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", old)
+    assert status == 200
+    grace_end = body["previousTokenValidUntil"]
+    # The same time the Warning header gives to requests made with the old token.
+    warning = (await gw.call("GET", "/api/v3/things", old))[2].headers["Warning"]
+    assert warning.endswith(f'valid until {grace_end}"')
+    assert grace_end == iso(clock.now + 24 * 3600)
+    # Generating again supersedes only the token that was current: its own grace end.
+    clock.advance(60)
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", body["adminToken"])
+    assert body["previousTokenValidUntil"] == iso(clock.now + 24 * 3600)
+
+
+
+async def test_without_a_grace_window_the_previous_token_ends_at_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {
+        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+        "tokens": {"admin_rotation_grace": "0"},
+    })
+    async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
+        network = await app[STORE].create_network("n", "sg", False)
+        await app[STORE].create_admin(network.id, "ann", "admin", "x")
+        old, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
+        await app[STORE].rotate_admin_token(credential, 0)
+        headers = {"Authorization": f"Bearer {old}"}
+        async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
+            body = await response.json()
+        assert response.status == 200
+        assert body["previousTokenValidUntil"] == body["issuedAt"]
+        async with session.get(f"{url}/api/v1/admin-token", headers=headers) as response:
+            assert response.status == 401

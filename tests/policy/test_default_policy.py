@@ -43,6 +43,7 @@ def policies() -> PolicySet:
         ("GET", "/api/v1/admin-token", A.ADMIN_TOKEN, MOD, True),
         ("POST", "/api/v1/admin-token", A.ADMIN_TOKEN, MOD, True),
         ("DELETE", "/api/v1/admin-token", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/admins", A.ADMIN_TOKEN, MOD, True),
         # network settings
         ("GET", "/api/v3/networks/me", A.ADMIN_TOKEN, MOD, True),
         ("PUT", "/api/v3/networks/me", A.ADMIN_TOKEN, ADMIN, True),

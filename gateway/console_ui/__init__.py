@@ -1,0 +1,1 @@
+"""The admin console's static files (HTML, ES modules, CSS), served by gateway.api.console_ui."""
