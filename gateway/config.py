@@ -87,6 +87,10 @@ class ServerConfig:
     max_header_bytes: int = 8190
     cors_origins: tuple[Origin, ...] = ()
     shutdown_timeout: Seconds = Seconds(30.0)
+    # A request head (or a new connection's first one) must arrive within this: slowloris.
+    header_timeout: Seconds = Seconds(20.0)
+    # An idle keep-alive connection is closed after this.
+    keepalive_timeout: Seconds = Seconds(75.0)
     access_log: bool = True
 
 

@@ -3,23 +3,40 @@
 aiohttp answers an unparsable request (a request line or a header over the limit,
 smuggling shapes, bad chunk sizes) from its protocol handler with a plain-text body.
 The contract wants JSON and specific statuses, so the runner builds a protocol
-handler whose `handle_error` answers with the contract's body and no stack trace.
+handler whose `handle_error` answers with the contract's body and no stack trace (and
+not the parser's diagnostic, which quotes the request back).
+
+The handler also bounds how long a request head may take to arrive (`header_timeout`):
+a client that trickles its request line and headers byte by byte (slowloris), or
+connects and sends nothing, is disconnected instead of holding the connection until
+aiohttp's keep-alive timeout (an hour by default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import error_response
 
 log = logging.getLogger("gateway.protocol")
+
+HEADER_TIMEOUT = 20.0
+"""Seconds a request head (request line and headers) may take from its first byte, or a
+new connection from being accepted, before the connection is closed."""
+
+SERVER_HEADER = "gateway"  # what gateway.app sets on every answer the app makes
+_SERVER = {"Server": SERVER_HEADER}  # answers made before the app runs set it themselves
 
 
 def parser_error(status: int, exc: BaseException | None) -> tuple[int, str]:
@@ -33,15 +50,82 @@ def parser_error(status: int, exc: BaseException | None) -> tuple[int, str]:
     if isinstance(exc, BadHttpMessage):
         if "Too many headers" in str(exc.message):
             return 431, "request headers too large"
-        return 400, f"malformed request: {exc.message}"
+        return 400, _malformed(exc.message)
     if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
-        return exc.code, f"malformed request: {exc.message}"
+        return exc.code, _malformed(exc.message)
     if 400 <= status < 500:
         return status, "malformed request"
     return 500, "internal error"
 
 
+def _malformed(detail: object) -> str:
+    """`malformed request: <what>`, one line: the parser's own text goes on to quote the
+    offending bytes (`b'...'`) under a caret, and a client's bytes are not sent back."""
+    lines = []
+    for line in str(detail).splitlines():
+        text = line.strip()
+        if not text or text.startswith(("b'", 'b"')) or set(text) <= {"^", "~"}:
+            continue
+        lines.append(text.rstrip(":"))
+    what = ": ".join(lines)[:200]
+    return f"malformed request: {what}" if what else "malformed request"
+
+
 class GatewayRequestHandler(RequestHandler):
+    """aiohttp's protocol handler with the contract's parser errors and a header timeout."""
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,
+                 header_timeout: float = HEADER_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self.header_timeout = header_timeout  # server.header_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._last_body: StreamReader | None = None  # body of the last request parsed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()  # a connection that never sends a byte is timed too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # A request head starts with the first byte that is not part of a body: time it
+        # from there until the parser has the whole head (a message).
+        if data and self._head_timer is None and self._between_requests():
+            self._arm_head_timer()
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed:
+            self._disarm_head_timer()
+            self._last_body = self._messages[-1][1] if self._messages else None
+
+    def _between_requests(self) -> bool:
+        if self._upgraded or self._payload_parser is not None:
+            return False  # a WebSocket, or a body read by a payload parser
+        return self._last_body is None or self._last_body.is_eof()
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        if self.header_timeout > 0:
+            self._head_timer = self._loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._request_in_progress:
+            # Pipelined: the head started while an earlier request is being answered.
+            self._arm_head_timer()
+            return
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        log.info("closing the connection from %s: no complete request head within %gs",
+                 peer, self.header_timeout)
+        self.force_close()
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -56,7 +140,7 @@ class GatewayRequestHandler(RequestHandler):
             log.error("error handling request from %s", request.remote, exc_info=exc)
         else:
             log.info("refused request from %s: %s", request.remote, text)
-        response = error_response(status, text)
+        response = error_response(status, text, headers=_SERVER)
         response.force_close()
         return response
 
@@ -67,13 +151,64 @@ class GatewayServer(web.Server):
         return GatewayRequestHandler(self, loop=self._loop, **kwargs)
 
 
+RequestHandlerFn = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def _json_http_errors(handler: RequestHandlerFn) -> RequestHandlerFn:
+    """The app's handler, with aiohttp's own HTTP errors raised before the middlewares run
+    turned into the contract's JSON.
+
+    Answered here, before anything reads the request:
+    - a header value that is not UTF-8 (400): aiohttp hands such bytes on as lone
+      surrogates, which no store, hash or upstream request can encode;
+    - an `Expect` other than `100-continue` (417): aiohttp's router would answer in plain
+      text quoting the header.
+    """
+
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        undecodable = _not_utf8_header(request)
+        if undecodable is not None:
+            log.info("refused request from %s: header %s is not UTF-8", request.remote,
+                     undecodable)
+            return error_response(400, f"header {undecodable}: not valid UTF-8",
+                                  headers=_SERVER)
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is not None and request.version == HttpVersion11 and (
+            expect.lower() != "100-continue"
+        ):
+            response = error_response(417, "Expectation Failed", headers=_SERVER)
+            response.force_close()  # the body, if any, was not asked for: do not read it
+            return response
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, exc.reason, headers=_SERVER)
+
+    return handle
+
+
+def _not_utf8_header(request: BaseRequest) -> str | None:
+    """The name of the first header whose value is not UTF-8, if any (names are tokens).
+
+    On the raw bytes, which the parser keeps anyway: about a microsecond per request."""
+    for name, value in request.raw_headers:
+        if not value.isascii():
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return name.decode("ascii", "replace")[:100]
+    return None
+
+
 class GatewayRunner(web.AppRunner):
     """An AppRunner whose connections answer parser errors with the contract's JSON."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         return GatewayServer(
-            server.request_handler,
+            _json_http_errors(server.request_handler),
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             loop=server._loop,

@@ -92,6 +92,8 @@ def make_runner(app: web.Application, config: Config) -> GatewayRunner:
         # After an early answer (413) aiohttp reads and drops the rest of the body so
         # the client sees the answer; bounded, so such a client cannot hold a drain up.
         lingering_time=LINGERING_SECONDS,
+        header_timeout=config.server.header_timeout,
+        keepalive_timeout=config.server.keepalive_timeout,
     )
 
 

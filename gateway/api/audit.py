@@ -41,7 +41,8 @@ def _int(request: web.Request, name: str, low: int, high: int) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isdigit() admits "²" and int() refuses over 4300 digits: ASCII, and short.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
         raise field_error(name, f"must be an integer from {low} to {high}")
     return int(raw)
 

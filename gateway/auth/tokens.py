@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -177,7 +178,8 @@ class TokenService:
         return claims
 
     def _decode(self, token: str) -> Claims:
-        if not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        if (not token or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2
+                or not token.isascii()):  # base64url and dots; bytes not UTF-8 cannot be parsed
             raise invalid_token()
         try:
             header = jwt.get_unverified_header(token)
@@ -229,7 +231,13 @@ def _text(value: object) -> str:
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise ValueError("not a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")  # an `exp` of NaN or Infinity never expires
+    return number
 
 
 def bearer_token(authorization: str | None) -> str | None:

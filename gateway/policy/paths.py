@@ -19,6 +19,9 @@ _HEX = frozenset(string.hexdigits)
 _PLAIN = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
 # "%25" followed by these would decode, in a second pass, to ".", "/", "\" or NUL.
 _DOUBLE_ENCODED = frozenset({"2E", "2F", "5C", "00"})
+# Overlong UTF-8 (on canonical, uppercase escapes): a longer-than-needed encoding of a
+# code point, never valid UTF-8. Lax decoders read `%C0%AE` as ".", `%C0%AF` as "/".
+_OVERLONG = re.compile(r"%C[01]%[89AB][0-9A-F]|%E0%[89][0-9A-F]|%F0%8[0-9A-F]")
 
 
 class UnsafePath(ValueError):
@@ -29,8 +32,8 @@ def normalize_path(raw: str) -> str:
     """Canonical, still percent-encoded form of a raw request path (no query string).
 
     - refuses: no leading "/", NUL, control characters, backslash, "?" or "#", malformed
-      or double-encoded escapes, encoded "/" or "\\", and "." / ".." segments in any
-      spelling (raw, `%2e%2e`, `%2E.`, or `..;param`);
+      or double-encoded escapes, encoded "/" or "\\", overlong UTF-8 (`%c0%ae`), and
+      "." / ".." segments in any spelling (raw, `%2e%2e`, `%2E.`, or `..;param`);
     - decodes escaped unreserved characters (`/ap%69` -> `/api`) and uppercases the hex
       of the other escapes (`%c3%a9` -> `%C3%A9`), so a literal rule cannot be dodged;
     - percent-encodes characters that may not appear raw (space, `|`, non-ASCII as UTF-8);
@@ -41,6 +44,8 @@ def normalize_path(raw: str) -> str:
     if _PLAIN.fullmatch(raw) and "//" not in raw and "/." not in raw:
         return raw
     decoded = _canonical_escapes(raw)
+    if "%" in decoded and _OVERLONG.search(decoded):
+        raise UnsafePath("overlong UTF-8 in path")
     segments = [s for s in decoded.split("/") if s]
     for segment in segments:
         # "..;x" is treated as ".." by servlet-style upstreams (path parameters).

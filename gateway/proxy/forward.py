@@ -69,6 +69,13 @@ class _StreamedBody:
             yield chunk
 
 
+def upstream_target(request: web.Request) -> str:
+    """The normalised path and the query exactly as the client encoded it: a decoded
+    query would turn `%20` into a raw space (a broken request line) and `%23` into `#`."""
+    query = request.raw_path.partition("?")[2]
+    return request[INFO].path + (f"?{query}" if query else "")
+
+
 def upstream_request_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
     """The client's headers as the upstream gets them, with the caller's identity added."""
     info = request[INFO]
@@ -115,7 +122,7 @@ async def forward(request: web.Request, settings: Settings) -> web.StreamRespons
             body = _StreamedBody(request, limit)
     info.bytes_in = length or 0
 
-    target = info.path + (f"?{request.query_string}" if request.query_string else "")
+    target = upstream_target(request)
     upstream_response = await _send(request, pool, target, headers, body)
     try:
         if isinstance(body, _StreamedBody):

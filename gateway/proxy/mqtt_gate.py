@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, bad_request
 from gateway.keys import AUTH_STATE, STORE, TOKENS
+from gateway.proxy.forward import upstream_target
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.proxy.mqtt import (
     ConnectPacket,
@@ -73,7 +74,7 @@ async def forward_mqtt(request: web.Request, settings: Settings) -> web.StreamRe
             await client.send_bytes(refused.answer)
         await client.close(code=POLICY_VIOLATION, message=str(refused).encode()[:123])
         return client
-    target = info.path + (f"?{request.query_string}" if request.query_string else "")
+    target = upstream_target(request)
     try:
         upstream = await connect_upstream(
             request, settings, target, upstream_headers(request, settings),

@@ -19,6 +19,7 @@ from gateway.errors import GatewayError
 from gateway.keys import AUTH_STATE, CLIENT, LIVE_SOCKETS, RUNTIME
 from gateway.proxy.forward import (
     upstream_request_headers,
+    upstream_target,
     upstream_timeout,
     upstream_unavailable,
 )
@@ -42,7 +43,7 @@ __all__ = ["forward_websocket", "is_websocket_upgrade", "pump_both_ways", "relay
 async def forward_websocket(request: web.Request, settings: Settings) -> web.StreamResponse:
     info = request[INFO]
     info.region = settings.config.regions.for_host(request.host).name
-    target = info.path + (f"?{request.query_string}" if request.query_string else "")
+    target = upstream_target(request)
     upstream = await connect_upstream(
         request, settings, target, upstream_headers(request, settings), _protocols(request)
     )
