@@ -7,7 +7,13 @@ import pytest
 
 from gateway.config import load_config
 from gateway.store import Store, open_store
-from tests.support import drop_schema, require_postgres, unique_schema, write_config
+from tests.support import Clock, drop_schema, require_postgres, unique_schema, write_config
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The gateway's clock in tests that move time instead of sleeping."""
+    return Clock()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

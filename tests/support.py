@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,16 @@ async def raw_request(port: int, head: bytes, body: bytes = b"", host: str = "12
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, payload
+
+
+class Clock:
+    """A settable clock for the gateway under test (expiry without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -88,40 +88,20 @@ class IdentityQueries(StoreCore):
 
     async def admin_by_username(self, network_id: str, username: str) -> Admin | None:
         row = await self.db.fetchrow(
-            "SELECT id, network_id, username, role, password_hash, created_at FROM admins"
-            " WHERE network_id = $1 AND username = $2",
+            f"SELECT {_ADMIN_COLUMNS} FROM admins WHERE network_id = $1 AND username = $2",
             network_id,
             username,
         )
-        if row is None:
-            return None
-        return Admin(
-            id=row["id"],
-            network_id=row["network_id"],
-            username=row["username"],
-            role=row["role"],
-            password_hash=row["password_hash"],
-            created_at=float(row["created_at"]),
-        )
+        return _admin(row) if row else None
 
     async def list_admins(self, network_id: str) -> list[Admin]:
         """The network's console users, oldest first."""
         rows = await self.db.fetch(
-            "SELECT id, network_id, username, role, password_hash, created_at FROM admins"
-            " WHERE network_id = $1 ORDER BY created_at, username",
+            f"SELECT {_ADMIN_COLUMNS} FROM admins WHERE network_id = $1"
+            " ORDER BY created_at, username",
             network_id,
         )
-        return [
-            Admin(
-                id=row["id"],
-                network_id=row["network_id"],
-                username=row["username"],
-                role=row["role"],
-                password_hash=row["password_hash"],
-                created_at=float(row["created_at"]),
-            )
-            for row in rows
-        ]
+        return [_admin(row) for row in rows]
 
     async def set_network_flags(
         self, network_id: str, *, secure: bool | None = None, mtls: bool | None = None
@@ -254,6 +234,20 @@ def _network(row: Row) -> Network:
         mtls_enabled=bool(row["mtls_enabled"]),
         created_at=float(row["created_at"]),
         admin_token_expires_hours=row["admin_token_expires_hours"],
+    )
+
+
+_ADMIN_COLUMNS = "id, network_id, username, role, password_hash, created_at"
+
+
+def _admin(row: Row) -> Admin:
+    return Admin(
+        id=row["id"],
+        network_id=row["network_id"],
+        username=row["username"],
+        role=row["role"],
+        password_hash=row["password_hash"],
+        created_at=float(row["created_at"]),
     )
 
 

@@ -15,23 +15,8 @@ from gateway.auth.passwords import hash_password
 from gateway.keys import STORE, TOKENS
 from gateway.store import Network, Store
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
+from tests.support import REPO, Clock, free_port, write_config
 from tests.upstream import running_upstream
-
-
-class Clock:
-    """A settable clock for the gateway under test (expiry without sleeping)."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -94,11 +79,6 @@ def error(status: int, message: str) -> dict[str, Any]:
     codes = {"Permission denied": 400301, "User is global banned.": 400312}
     return {"status": "error", "code": codes.get(message, code_for_status(status)),
             "message": message}
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

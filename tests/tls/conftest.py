@@ -16,9 +16,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.auth.conftest import Clock, Gateway
+from tests.auth.conftest import Gateway
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
+from tests.support import REPO, Clock, free_port, write_config
 from tests.upstream import running_upstream
 
 # `openssl req -newkey` arguments for each key kind the tests use.
@@ -135,11 +135,6 @@ def tls_config(folder: Path, upstream: str, name: str = "config.yaml", **extra: 
         "policies": [str(REPO / "policies" / "default.yaml")],
         **extra,
     }, name=name)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
