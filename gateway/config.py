@@ -87,6 +87,9 @@ class ServerConfig:
     max_header_bytes: int = 8190
     cors_origins: tuple[Origin, ...] = ()
     shutdown_timeout: Seconds = Seconds(30.0)
+    # After SIGTERM, /readyz answers 503 while requests are still served for this long, so
+    # a load balancer's health check takes the instance out before its listener closes.
+    drain_grace: Seconds = Seconds(5.0)
     # A request head (or a new connection's first one) must arrive within this: slowloris.
     header_timeout: Seconds = Seconds(20.0)
     # An idle keep-alive connection is closed after this.

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
@@ -20,6 +27,8 @@ class Metrics:
         self._upstream_children: dict[tuple[str, str, str], Any] = {}
         self._upstream_latency_children: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry()
+        # process_start_time_seconds, memory and open files: restarts and leaks show.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route and status.",
             ("route", "method", "status"), registry=self.registry,

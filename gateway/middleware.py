@@ -19,7 +19,7 @@ from gateway.errors import GatewayError, bad_request, not_found, permission_deni
 from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
 from gateway.policy import Auth, UnsafePath, normalize_path
 from gateway.proxy.headers import request_id_for
-from gateway.requestinfo import INFO, RequestInfo
+from gateway.requestinfo import INFO, RequestInfo, client_address
 from gateway.tls.client_cert import client_certificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,7 +58,7 @@ def _access_line(
         f'"status":{response.status},"route":{_json(info.route)},'
         f'"region":{_json(info.region)},"upstream":{_json(info.upstream)},'
         f'"durationMs":{elapsed * 1000:.3f},"bytesIn":{received},'
-        f'"bytesOut":{sent},"remote":{_json(request.remote)},"principal":{_json(who)}}}'
+        f'"bytesOut":{sent},"remote":{_json(client_address(request))},"principal":{_json(who)}}}'
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.auth.principal import Principal
+from gateway.keys import RUNTIME
 
 
 @dataclass(slots=True)
@@ -26,3 +27,9 @@ class RequestInfo:
 
 
 INFO = web.RequestKey("info", RequestInfo)
+
+
+def client_address(request: web.Request) -> str | None:
+    """Who is calling, seen through `server.trusted_proxies` (see TrustedProxies.client_of)."""
+    trusted = request.app[RUNTIME].current.trusted_proxies
+    return trusted.client_of(request.remote, request.headers.getall("X-Forwarded-For", []))

@@ -52,6 +52,9 @@ def load_settings(config: Config) -> Settings:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.current = settings
+        # Set on SIGTERM: /readyz answers 503 so load balancers move away while requests
+        # are still served, keep-alive included, for server.drain_grace.
+        self.draining = False
 
     async def reload(self) -> bool:
         """Re-read config.yaml and what it names; keep serving the old settings if invalid."""

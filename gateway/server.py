@@ -73,6 +73,11 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
         return 1
 
     await stop.wait()
+    grace = app[RUNTIME].current.config.server.drain_grace
+    if grace > 0:
+        app[RUNTIME].draining = True
+        log.info("draining: /readyz answers 503; still serving for %.1fs", grace)
+        await asyncio.sleep(grace)
     log.info("draining in-flight requests (at most %.0fs)", config.server.shutdown_timeout)
     # Stops accepting, lets in-flight requests finish within shutdown_timeout, then
     # cancels what is left and runs the cleanup contexts in reverse order.

@@ -66,6 +66,7 @@ def write_config(
             "https": {"host": "127.0.0.1", "port": free_port(),
                       "cert": "certs/server.pem", "key": "certs/server.key"},
             "shutdown_timeout": "10s",
+            "drain_grace": "0s",  # tests that drain set their own
         },
         "store": {"url": "sqlite:///var/gateway.db"},
         "regions": {

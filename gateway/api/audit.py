@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.api.body import field_error
 from gateway.api.caller import caller
 from gateway.keys import STORE
-from gateway.requestinfo import INFO
+from gateway.requestinfo import INFO, client_address
 from gateway.store import StoreUnavailable
 from gateway.timefmt import iso
 
@@ -31,7 +31,7 @@ async def audit(
     try:
         await request.app[STORE].add_audit(
             network, who, actor_role or (principal.role if principal else None), action,
-            target, request[INFO].request_id, request.remote,
+            target, request[INFO].request_id, client_address(request),
         )
     except StoreUnavailable as exc:  # the action itself is done: say so loudly, go on
         log.error("audit entry %s for %s not stored: %s", action, who, exc)

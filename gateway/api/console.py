@@ -17,6 +17,7 @@ from gateway.auth.console_session import COOKIE, session_hash
 from gateway.auth.passwords import hash_password, verify_password
 from gateway.errors import unauthorized
 from gateway.keys import AUTH_STATE, LOGIN_LIMITER, RUNTIME, STORE, TOKENS
+from gateway.requestinfo import client_address
 from gateway.timefmt import iso
 
 # Checked when the username is unknown, so both failures take the same time.
@@ -31,7 +32,7 @@ async def login(request: web.Request) -> web.Response:
     username = text_field(body, "username", max_length=100, required=True)
     password = text_field(body, "password", max_length=1024, required=True)
     assert username is not None and password is not None
-    user_key, address_key = f"user:{network.id}:{username}", f"addr:{request.remote}"
+    user_key, address_key = f"user:{network.id}:{username}", f"addr:{client_address(request)}"
     limiter.check(user_key, address_key)
     admin = await store.admin_by_username(network.id, username)
     stored = admin.password_hash if admin else _DUMMY_HASH

@@ -23,6 +23,8 @@ async def readyz(request: web.Request) -> web.Response:
     config = app[RUNTIME].current.config
     feed = app[FEED]
     problems: list[str] = []
+    if app[RUNTIME].draining:
+        problems.append("draining: shutting down")
     try:
         await asyncio.wait_for(app[STORE].ping(), STORE_PING_TIMEOUT)
     except (StoreUnavailable, TimeoutError) as exc:

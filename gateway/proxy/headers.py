@@ -72,6 +72,8 @@ class TrustedProxies:
 
     def trusts(self, peer: str | None) -> bool:
         """True if `peer` (an address as the socket reports it) is in a trusted network."""
+        if not self._networks:
+            return False
         address = _parse_ip(peer)
         if address is None:
             return False
@@ -80,6 +82,21 @@ class TrustedProxies:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             candidates = (address, address.ipv4_mapped)
         return any(a in network for a in candidates for network in self._networks)
+
+
+    def client_of(self, peer: str | None, forwarded_for: list[str]) -> str | None:
+        """The real client behind trusted proxies: the right-most address of
+        `X-Forwarded-For` that is not itself a trusted proxy; `peer` when it is untrusted.
+        Logs, audit entries and rate limits key on this, not on the load balancer."""
+        if not self.trusts(peer):
+            return peer
+        hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+        for hop in reversed(hops):
+            if _parse_ip(hop) is None:
+                break  # a garbled chain: stop believing it here
+            if not self.trusts(hop):
+                return hop
+        return peer
 
 
 def forwarded_request_headers(

@@ -83,6 +83,24 @@ def test_trusted_proxies_refuse_bad_networks(cidr: str) -> None:
 # --- what is never forwarded -----------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("203.0.113.7", ["198.51.100.1"], "203.0.113.7"),  # untrusted peer: itself
+        ("10.0.0.2", [], "10.0.0.2"),  # a trusted peer that forwarded nothing
+        ("10.0.0.2", ["198.51.100.1"], "198.51.100.1"),
+        ("10.0.0.2", ["1.1.1.1, 198.51.100.1, 10.0.0.3"], "198.51.100.1"),  # proxy chain
+        ("10.0.0.2", ["1.1.1.1", "198.51.100.1"], "198.51.100.1"),  # two header lines
+        ("10.0.0.2", ["1.1.1.1, garbage"], "10.0.0.2"),  # a garbled chain is not believed
+        ("10.0.0.2", ["10.0.0.9"], "10.0.0.2"),  # only proxies: the nearest one
+    ],
+)
+def test_client_address_behind_trusted_proxies(
+    peer: str, forwarded_for: list[str], client: str
+) -> None:
+    assert TrustedProxies(["10.0.0.0/8"]).client_of(peer, forwarded_for) == client
+
+
 def test_hop_by_hop_is_rfc_9110_list() -> None:
     assert {
         "connection",

@@ -1,0 +1,1 @@
+"""Reliability tests: restarts, failures and recovery of real gateway processes."""
