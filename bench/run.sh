@@ -25,177 +25,23 @@
 # bench/results/gateway-*.log (overwritten by the next run).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-RESULTS=$HERE/results
-
-INVOCATION=$(printf '%q ' "$0" "$@")
-INVOCATION=${INVOCATION% }
-
-DURATION=${BENCH_DURATION:-10}
-WARMUP=${BENCH_WARMUP:-3}
-CONNECTIONS=${BENCH_CONNECTIONS:-64}
-THREADS=${BENCH_THREADS:-1}
-ROUNDS=${BENCH_ROUNDS:-1}
-LOAD_CPU=${BENCH_LOAD_CPU:-0}
-PROXY_CPU=${BENCH_PROXY_CPU:-1}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init bench "$@"
 GATEWAY_QUIET=${BENCH_GATEWAY_QUIET:-1}
 AIOHTTP_FLOOR=${BENCH_AIOHTTP_FLOOR:-1}
 TOKEN_ROWS=${BENCH_TOKENS:-1}
 COLD_TOKENS=${BENCH_COLD_TOKENS:-200000}
-VENV=${BENCH_VENV:-$ROOT/.venv}
-case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 
-BENCH_PATH=/api/v3/bench
-# About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`).
-BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],'
-BODY+='"message":"hello from the upstream"}'
-
-export PATH=$PATH:/usr/sbin:/sbin
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-for arg in "$@"; do
-    case $arg in
-        -h|--help) usage; exit 0 ;;
-        *) die "unexpected argument '$arg' (settings are environment variables; see --help)" ;;
-    esac
-done
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU COLD_TOKENS; do
-    is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
-done
-((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
-    || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
+check_settings COLD_TOKENS
 ((COLD_TOKENS >= THREADS && COLD_TOKENS <= 10000000)) \
     || die "BENCH_COLD_TOKENS must be between BENCH_THREADS and 10000000, got $COLD_TOKENS"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+find_venv
 
-GATEWAY=$VENV/bin/gateway
-PYTHON=$VENV/bin/python
-[[ -x $GATEWAY && -x $PYTHON ]] \
-    || die "$GATEWAY not found: create the virtualenv first (make .venv/.installed, or make bench)"
-
-# --- tools ---------------------------------------------------------------------------
-install_missing() {
-    local -a packages=()
-    command -v wrk >/dev/null || packages+=(wrk)
-    command -v nginx >/dev/null || packages+=(nginx)
-    command -v haproxy >/dev/null || packages+=(haproxy)
-    command -v curl >/dev/null || packages+=(curl)
-    command -v taskset >/dev/null || packages+=(util-linux)
-    ((${#packages[@]})) || return 0
-    ((EUID == 0)) || die "missing ${packages[*]}: install them, or run as root to apt-get them"
-    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
-    log "installing ${packages[*]}"
-    # Keep the packages' init scripts from starting system-wide daemons (port 80 etc.).
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-    fi
-    local status=0
-    {
-        apt-get update -q \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
-    } >&2 || status=$?
-    ((made_policy)) && rm -f "$policy"
-    ((status == 0)) || die "apt-get install ${packages[*]} failed"
-}
-install_missing
-
-CPUS=$(nproc)
-((LOAD_CPU < CPUS && PROXY_CPU < CPUS)) \
-    || die "BENCH_LOAD_CPU/BENCH_PROXY_CPU must be below the $CPUS CPUs available"
-((LOAD_CPU != PROXY_CPU)) || log "warning: load and proxy share core $LOAD_CPU"
-
-# --- processes -----------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
-declare -a PIDS=()
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop on SIGTERM; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start CPU LOGFILE COMMAND... : run pinned in the background; the pid is in $STARTED.
-start() {
-    local cpu=$1 logfile=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
-    STARTED=$!
-    PIDS+=("$STARTED")
-}
-
-# forget PID: no longer stop it on exit.
-forget() {
-    local kept=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$1" ]] || kept+=("$p")
-    done
-    PIDS=("${kept[@]}")
-}
-
-# stop PID: stop one process started by `start` and forget it.
-stop() {
-    stop_pid "$1"
-    forget "$1"
-}
-
-# wait_ready NAME PID LOGFILE URL [CURL-ARG...]: until URL answers 200 with the upstream's
-# body (the curl arguments, e.g. `-H 'Authorization: ...'`, go with every try).
-wait_ready() {
-    local name=$1 pid=$2 logfile=$3 url=$4 i body
-    shift 4
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$name exited during start-up (log above: $logfile)"
-        fi
-        if body=$(curl -fsS --max-time 1 "$@" "$url" 2>/dev/null) && [[ $body == "$BODY" ]]
-        then
-            return 0
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$logfile" >&2 || true
-    curl -sS -i --max-time 2 "$@" "$url" >&2 || true
-    die "$name did not answer 200 with the upstream's body on $url within 30 s"
-}
-
-port() { "$PYTHON" "$HERE/report.py" port; }
-
-# snapshot CPU SERVER-PID FILE: CPU counters around a measured run (taken from wrk's core).
-snapshot() {
-    taskset -c "$1" "$PYTHON" "$HERE/report.py" snapshot \
-        --pid "server=$2" --pid "upstream=$UP_PID" --out "$3"
-}
+install_missing 0 wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux
+check_cpus
+make_work
 
 # --- configurations ------------------------------------------------------------------
 UP_PORT=$(port)
@@ -205,46 +51,13 @@ GATEWAY_PORT=$(port)
 HAPROXY_JWT_PORT=$(port)
 FLOOR_PORT=$(port)
 
-write_nginx_conf() {  # DIR PORT HTTP-BODY
-    mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-$3
-}
-EOF
-}
-
-write_nginx_conf "$WORK/upstream" "$UP_PORT" "    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        location / {
-            default_type application/json;
-            return 200 '$BODY';
-        }
-    }"
-
-write_nginx_conf "$WORK/nginx-proxy" "$NGINX_PROXY_PORT" "    upstream bench_upstream {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 128;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
+# The upstream answers every path alike (no location of its own here).
+# shellcheck disable=SC2119
+write_upstream_conf
+write_nginx_conf "$WORK/nginx-proxy" "$(nginx_upstream)
     server {
         listen 127.0.0.1:$NGINX_PROXY_PORT backlog=4096;
-        location / {
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
+        $(nginx_proxy_location)
     }"
 
 # write_haproxy_conf DIR PORT [RULES]: RULES (lines) go into the frontend, before the backend.
@@ -275,117 +88,29 @@ EOF
 }
 write_haproxy_conf "$WORK/haproxy" "$HAPROXY_PORT"
 
-# write_gateway_conf FILE ACCESS-LOG POLICY: every configuration shares the folder (store,
-# signing keys, certificates), so tokens minted with one are valid for all.
-write_gateway_conf() {
-    cat >"$1" <<EOF
-server:
-  http: {host: 127.0.0.1, port: $GATEWAY_PORT}
-  https: null
-  workers: 1
-  access_log: $2
-store:
-  url: sqlite:///var/gateway.db
-regions:
-  default: local
-  local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
-policies: [policies/$3]
-EOF
-}
-mkdir -p "$WORK/gateway"
-write_gateway_conf "$WORK/gateway/config.yaml" true bench.yaml
-write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" false bench.yaml
+# The gateway's configurations share the folder (store, signing keys), so tokens minted
+# with one are valid for all.
+GW_HTTP="{host: 127.0.0.1, port: $GATEWAY_PORT}"
+write_gateway_conf "$WORK/gateway/config.yaml" "$GW_HTTP" null true bench.yaml
+write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" "$GW_HTTP" null false bench.yaml
 # The token rows: the gateway as shipped (access log on) with a rule asking for a token on
 # /api/**. The passthrough rows keep the public-only policy, on the same path.
-write_gateway_conf "$WORK/gateway/config-token.yaml" true bench-token.yaml
-mkdir -p "$WORK/gateway/policies"
-cat >"$WORK/gateway/policies/bench.yaml" <<'EOF'
-rules:
-  - name: bench-public
-    match: {path: "/**"}
-    auth: public
-EOF
-cat >"$WORK/gateway/policies/bench-token.yaml" <<'EOF'
-rules:
-  - name: bench-token
-    match: {path: "/api/**"}
-    auth: any_token
-  - name: bench-public
-    match: {path: "/**"}
-    auth: public
-EOF
+write_gateway_conf "$WORK/gateway/config-token.yaml" "$GW_HTTP" null true bench-token.yaml
+write_policy "$WORK/gateway/policies/bench.yaml"
+write_policy "$WORK/gateway/policies/bench-token.yaml" '  - name: bench-token' \
+    '    match: {path: "/api/**"}' '    auth: any_token'
 
 # --- measuring -----------------------------------------------------------------------
-mkdir -p "$RESULTS"
 rm -f "$RESULTS"/gateway-*.log
-MANIFEST=$WORK/manifest.jsonl
-: >"$MANIFEST"
-declare -a NOTES=() APPENDICES=()
 
-# run_wrk CPU OUT ARGS...: wrk in the background, waited for, so that Ctrl-C (which wrk
-# catches, leaving bash's INT trap unrun were wrk in the foreground) stops the script.
-run_wrk() {
-    local cpu=$1 out=$2 pid status=0
-    shift 2
-    taskset -c "$cpu" wrk "$@" >"$out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || status=$?
-    forget "$pid"
-    ((status == 0)) || { cat "$out" >&2; die "wrk failed (status $status)"; }
-}
-
-# shown_command CPU WRK-ARG...: the wrk command as the results show it: arguments with a
-# space quoted, the temporary folder as $WORK, the token of the one-token rows as $TOKEN.
-shown_command() {
-    local cpu=$1 arg text work="\$WORK" token="\$TOKEN"
-    shift
-    text="taskset -c $cpu wrk"
-    for arg in "$@"; do
-        [[ $arg == *' '* ]] && arg="'$arg'"
-        text+=" $arg"
-    done
-    text=${text//"$WORK"/"$work"}
-    text=${text//"$HERE"/bench}
-    [[ -z ${WARM_TOKEN:-} ]] || text=${text//"$WARM_TOKEN"/"$token"}
-    printf '%s' "$text"
-}
-
-# measure SLUG LABEL WRK-CPU SERVER-PID SERVER-CPU WRK-ARG...: the wrk arguments of the
-# target come last: its options (-H, -s), the URL, and after `--` the script's arguments.
-measure() {
-    local slug=$1 label=$2 cpu=$3 server=$4 server_cpu=$5 round out
-    shift 5
-    local -a target=("$@")
-    local -a args=("-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency "${target[@]}")
-    if ((WARMUP > 0)); then
-        log "$label: warm-up ${WARMUP}s"
-        run_wrk "$cpu" "$WORK/warm-up-$slug.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" \
-            "${target[@]}"
-    fi
-    for ((round = 1; round <= ROUNDS; round++)); do
-        out=$WORK/wrk-$slug-$round.txt
-        log "$label: measuring ${DURATION}s (run $round of $ROUNDS)"
-        snapshot "$cpu" "$server" "$out.before.json"
-        # The shell's children's CPU times before and after: the difference is wrk's.
-        times >"$out.times-before"
-        run_wrk "$cpu" "$out" "${args[@]}"
-        times >"$out.times-after"
-        snapshot "$cpu" "$server" "$out.after.json"
-        grep -E 'Requests/sec|Non-2xx|Socket errors|^Tokens:' "$out" | sed 's/^ */    /' >&2 \
-            || true
-        "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
-            --label "$label" --wrk-command "$(shown_command "$cpu" "${args[@]}")" \
-            --wrk-output "$out" --wrk-times "$out.times-before" "$out.times-after" \
-            --server-core "$server_cpu" --wrk-core "$cpu" --upstream-core "$LOAD_CPU" \
-            --before "$out.before.json" --after "$out.after.json"
-    done
-}
+# measure_wrk SLUG LABEL WRK-CPU SERVER-PID SERVER-CPU WRK-ARG...: `measure` with wrk, the
+# ratio to the nginx proxy row (report.py's default baseline).
+measure_wrk() { measure "$1" "$2" wrk "" "${@:3}"; }
 
 # gateway_errors SLUG LABEL LOGFILE: explain non-2xx answers or socket errors from the log.
 gateway_errors() {
     local slug=$1 label=$2 logfile=$3 summary=$WORK/errors-$1.txt count sockets
-    local -a outs=("$WORK/wrk-$slug"-[0-9]*.txt)
+    local -a outs=("$WORK/load-$slug"-[0-9]*.txt)
     count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "${outs[@]}" \
         | awk '{ n += $1 } END { if (NR) print n }')
     sockets=$(sed -nE 's/^ *(Socket errors: .*)/\1/p' "${outs[@]}" | paste -sd ';' -)
@@ -411,7 +136,7 @@ token_note() {
     local -a files=()
     ((WARMUP > 0)) && files+=("$WORK/warm-up-$slug.txt")
     for ((round = 1; round <= ROUNDS; round++)); do
-        files+=("$WORK/wrk-$slug-$round.txt")
+        files+=("$WORK/load-$slug-$round.txt")
     done
     for file in "${files[@]}"; do
         line=$(grep -E "$pattern" "$file") || die "$label: no 'Tokens:' line in $file"
@@ -452,23 +177,11 @@ refuses() {
     [[ $code == 40[13] ]] || die "$name answered $code to a request without a token"
 }
 
-# Other work on the machine skews every row: say so in the results.
-BUSY=$("$PYTHON" "$HERE/report.py" cpu-busy 1)
-BUSY_MAX=$(tail -n1 <<<"$BUSY")
-log "CPU busy before the run: $(head -n1 <<<"$BUSY")"
-if ((BUSY_MAX >= 10)); then
-    log "warning: the machine is not idle; the figures will be lower and noisier"
-    NOTES+=("The machine was not idle when the run started ($(head -n1 <<<"$BUSY") busy over
-1 s): the figures are lower and noisier than on a quiet machine.")
-fi
+note_busy
 
-start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
-    nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
-UP_PID=$STARTED
-wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
-    "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+start_upstream
 # The direct row: nothing proxies, so wrk takes the proxy core.
-measure upstream "upstream nginx (direct)" "$PROXY_CPU" "$UP_PID" "$LOAD_CPU" \
+measure_wrk upstream "upstream nginx (direct)" "$PROXY_CPU" "$UP_PID" "$LOAD_CPU" \
     "http://127.0.0.1:$UP_PORT$BENCH_PATH"
 
 start "$PROXY_CPU" "$WORK/nginx-proxy/stdout.log" nginx -p "$WORK/nginx-proxy/" \
@@ -476,7 +189,7 @@ start "$PROXY_CPU" "$WORK/nginx-proxy/stdout.log" nginx -p "$WORK/nginx-proxy/" 
 pid=$STARTED
 wait_ready "nginx proxy" "$pid" "$WORK/nginx-proxy/error.log" \
     "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
-measure nginx-proxy "nginx proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+measure_wrk nginx-proxy "nginx proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
     "http://127.0.0.1:$NGINX_PROXY_PORT$BENCH_PATH"
 stop "$pid"
 
@@ -484,21 +197,19 @@ haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" || die "haproxy rejected $WORK/hapr
 start "$PROXY_CPU" "$WORK/haproxy/haproxy.log" haproxy -db -f "$WORK/haproxy/haproxy.cfg"
 pid=$STARTED
 wait_ready "haproxy" "$pid" "$WORK/haproxy/haproxy.log" "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
-measure haproxy "haproxy proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+measure_wrk haproxy "haproxy proxy" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
     "http://127.0.0.1:$HAPROXY_PORT$BENCH_PATH"
 stop "$pid"
 
-# The gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the caller's shell.
-while IFS= read -r name; do
-    unset "$name"
-done < <(compgen -e | grep '^GATEWAY_' || true)
+unset_gateway_env
 
 GW_URL="http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
 GW_LOG=$RESULTS/gateway-access-log-on.log
 start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$WORK/gateway/config.yaml"
 pid=$STARTED
 wait_ready "gateway" "$pid" "$GW_LOG" "$GW_URL"
-measure gateway "gateway, public route (access log on)" "$LOAD_CPU" "$pid" "$PROXY_CPU" "$GW_URL"
+measure_wrk gateway "gateway, public route (access log on)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    "$GW_URL"
 stop "$pid"
 gateway_errors gateway "gateway, public route (access log on)" "$GW_LOG"
 
@@ -508,7 +219,7 @@ if [[ $GATEWAY_QUIET == 1 ]]; then
         "$GATEWAY" serve --config "$WORK/gateway/config-access-log-off.yaml"
     pid=$STARTED
     wait_ready "gateway (access log off)" "$pid" "$GW_LOG" "$GW_URL"
-    measure gateway-quiet "gateway, public route (access log off)" "$LOAD_CPU" "$pid" \
+    measure_wrk gateway-quiet "gateway, public route (access log off)" "$LOAD_CPU" "$pid" \
         "$PROXY_CPU" "$GW_URL"
     stop "$pid"
     gateway_errors gateway-quiet "gateway, public route (access log off)" "$GW_LOG"
@@ -546,7 +257,7 @@ if [[ $TOKEN_ROWS == 1 ]]; then
     key_id=$("$PYTHON" "$HERE/report.py" jwks-pem --jwks "$WORK/jwks.json" \
         --token "$WARM_TOKEN" --out "$JWT_KEY") || die "no key for the tokens in the JWKS"
     read -r KID JWT_ALG <<<"$key_id"
-    measure gateway-token-warm "gateway, token checked (cache warm)" "$LOAD_CPU" "$pid" \
+    measure_wrk gateway-token-warm "gateway, token checked (cache warm)" "$LOAD_CPU" "$pid" \
         "$PROXY_CPU" "${AUTH[@]}" "$GW_URL"
     stop "$pid"
     gateway_errors gateway-token-warm "gateway, token checked (cache warm)" "$GW_LOG"
@@ -558,7 +269,7 @@ if [[ $TOKEN_ROWS == 1 ]]; then
     start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$GW_TOKEN_CONF"
     pid=$STARTED
     wait_ready "gateway (token checked, cold)" "$pid" "$GW_LOG" "$GW_URL" "${AUTH[@]}"
-    measure gateway-token-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    measure_wrk gateway-token-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
         -s "$HERE/tokens.lua" "$GW_URL" -- "$COLD_CSV" "$WORK/cursor-gateway" "$THREADS"
     stop "$pid"
     gateway_errors gateway-token-cold "$label" "$GW_LOG"
@@ -586,10 +297,10 @@ if [[ $TOKEN_ROWS == 1 ]]; then
     wait_ready "haproxy (jwt_verify)" "$pid" "$WORK/haproxy-jwt/haproxy.log" \
         "$HAPROXY_JWT_URL" "${AUTH[@]}"
     refuses "haproxy (jwt_verify)" "$HAPROXY_JWT_URL"
-    measure haproxy-jwt "haproxy jwt_verify (one token)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    measure_wrk haproxy-jwt "haproxy jwt_verify (one token)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
         "${AUTH[@]}" "$HAPROXY_JWT_URL"
     label="haproxy jwt_verify (a different token per request)"
-    measure haproxy-jwt-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
+    measure_wrk haproxy-jwt-cold "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
         -s "$HERE/tokens.lua" "$HAPROXY_JWT_URL" -- "$COLD_CSV" "$WORK/cursor-haproxy" "$THREADS"
     stop "$pid"
     token_note haproxy-jwt-cold "$label" 0
@@ -610,8 +321,8 @@ if [[ $AIOHTTP_FLOOR == 1 ]]; then
         --port "$FLOOR_PORT" --upstream "http://127.0.0.1:$UP_PORT"
     pid=$STARTED
     wait_ready "aiohttp minimal proxy" "$pid" "$WORK/aiohttp-floor.log" "$FLOOR_URL"
-    measure aiohttp-floor "aiohttp minimal proxy (reference)" "$LOAD_CPU" "$pid" "$PROXY_CPU" \
-        "$FLOOR_URL"
+    measure_wrk aiohttp-floor "aiohttp minimal proxy (reference)" "$LOAD_CPU" "$pid" \
+        "$PROXY_CPU" "$FLOOR_URL"
     stop "$pid"
     NOTES+=("'aiohttp minimal proxy (reference)' is bench/aiohttp_floor.py: aiohttp server and
 client (uvloop) relaying the GET and nothing else, about the ceiling of a proxy built on
@@ -629,24 +340,8 @@ VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 VERSIONS+=", $(haproxy -v | awk 'NR == 1 { print $1, $2, $3 }')"
 VERSIONS+=", $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }'), $("$PYTHON" -c 'import platform, aiohttp
 print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
-if REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
-    git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null || REVISION+=" + uncommitted changes"
-    VERSIONS="gateway $REVISION, $VERSIONS"
-fi
-NOTES+=("Versions: $VERSIONS.")
+note_versions "$VERSIONS"
 
-REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
-REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
-REPRODUCE+=" BENCH_PROXY_CPU=$PROXY_CPU"
-REPRODUCE+=" BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
-REPRODUCE+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS"
-REPRODUCE+=" bash bench/run.sh"
-
-note_args=()
-for note in "${NOTES[@]}"; do
-    note_args+=(--note "$note")
-done
-echo
-"$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/latest.md" \
-    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}" "${APPENDICES[@]}"
-log "written to $RESULTS/latest.md"
+SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
+SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS"
+write_table latest.md "$SETTINGS"

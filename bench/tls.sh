@@ -31,182 +31,35 @@
 # bench/results/tls-gateway.log (overwritten by the next run).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-RESULTS=$HERE/results
-
-INVOCATION=$(printf '%q ' "$0" "$@")
-INVOCATION=${INVOCATION% }
-
-DURATION=${BENCH_DURATION:-10}
-WARMUP=${BENCH_WARMUP:-3}
-CONNECTIONS=${BENCH_CONNECTIONS:-64}
-THREADS=${BENCH_THREADS:-1}
-ROUNDS=${BENCH_ROUNDS:-1}
-LOAD_CPU=${BENCH_LOAD_CPU:-0}
-PROXY_CPU=${BENCH_PROXY_CPU:-1}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init bench-tls "$@"
 AB_TLS=${BENCH_AB_TLS:-1}
 AB_MAX_RATE=${BENCH_AB_MAX_RATE:-100000}
-VENV=${BENCH_VENV:-$ROOT/.venv}
-case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
 
-BENCH_PATH=/api/v3/bench
 # The upstream answers this path with the X-Gateway-Client-Cert-Sha256 header it got.
 CERT_ECHO_PATH=/bench-client-cert
-# About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`); the
-# same as bench/run.sh.
-BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],'
-BODY+='"message":"hello from the upstream"}'
 # Seconds a load run may take beyond its duration before `timeout` ends it.
 LOAD_GRACE=30
 # ab: seconds to wait for each response.
 AB_TIMEOUT=10
 
-export PATH=$PATH:/usr/sbin:/sbin
-
-log() { printf '[bench-tls] %s\n' "$*" >&2; }
-die() { printf '[bench-tls] error: %s\n' "$*" >&2; exit 1; }
-
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-for arg in "$@"; do
-    case $arg in
-        -h|--help) usage; exit 0 ;;
-        *) die "unexpected argument '$arg' (settings are environment variables; see --help)" ;;
-    esac
-done
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU AB_MAX_RATE; do
-    is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
-done
+check_settings AB_MAX_RATE
 [[ $AB_TLS == [01] ]] || die "BENCH_AB_TLS must be 0 or 1, got '$AB_TLS'"
-((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
-    || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
 ((DURATION <= 3600 && WARMUP <= 3600)) || die "BENCH_DURATION and BENCH_WARMUP: at most 3600"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 ((AB_MAX_RATE >= 1000 && AB_MAX_RATE <= 1000000)) \
     || die "BENCH_AB_MAX_RATE must be between 1000 and 1000000, got $AB_MAX_RATE"
+find_venv
 
-GATEWAY=$VENV/bin/gateway
-PYTHON=$VENV/bin/python
-[[ -x $GATEWAY && -x $PYTHON ]] \
-    || die "$GATEWAY not found: create the virtualenv first (make .venv/.installed, or make bench-tls)"
-
-# --- tools ---------------------------------------------------------------------------
-install_missing() {
-    local -a packages=()
-    command -v wrk >/dev/null || packages+=(wrk)
-    command -v nginx >/dev/null || packages+=(nginx)
-    command -v ab >/dev/null || packages+=(apache2-utils)
-    command -v openssl >/dev/null || packages+=(openssl)
-    command -v curl >/dev/null || packages+=(curl)
-    command -v taskset >/dev/null || packages+=(util-linux)
-    command -v timeout >/dev/null || packages+=(coreutils)
-    ((${#packages[@]})) || return 0
-    ((EUID == 0)) || die "missing ${packages[*]}: install them, or run as root to apt-get them"
-    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
-    log "installing ${packages[*]}"
-    # Keep the packages' init scripts from starting system-wide daemons (port 80 etc.).
-    local policy=/usr/sbin/policy-rc.d made_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-    fi
-    local status=0
-    {
-        timeout 600 apt-get update -q \
-            && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q "${packages[@]}"
-    } >&2 || status=$?
-    ((made_policy)) && rm -f "$policy"
-    ((status == 0)) || die "apt-get install ${packages[*]} failed"
-}
-install_missing
+install_missing 600 wrk:wrk nginx:nginx ab:apache2-utils openssl:openssl curl:curl \
+    taskset:util-linux timeout:coreutils
 # `ab -h` exits non-zero: keep its text, then look.
 AB_HELP=$(ab -h 2>&1 || true)
 [[ $AB_HELP == *'-E certfile'* ]] \
     || die "this ab cannot present a client certificate (no -E option): apache2-utils 2.4.x has it"
-
-CPUS=$(nproc)
-((LOAD_CPU < CPUS && PROXY_CPU < CPUS)) \
-    || die "BENCH_LOAD_CPU/BENCH_PROXY_CPU must be below the $CPUS CPUs available"
-((LOAD_CPU != PROXY_CPU)) || log "warning: load and proxy share core $LOAD_CPU"
-
-# --- processes -----------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/gateway-bench-tls.XXXXXX)
-declare -a PIDS=()
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop on SIGTERM; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start CPU LOGFILE COMMAND... : run pinned in the background; the pid is in $STARTED.
-start() {
-    local cpu=$1 logfile=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
-    STARTED=$!
-    PIDS+=("$STARTED")
-}
-
-# forget PID: no longer stop it on exit.
-forget() {
-    local kept=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$1" ]] || kept+=("$p")
-    done
-    PIDS=("${kept[@]}")
-}
-
-# stop PID: stop one process started by `start` and forget it.
-stop() {
-    stop_pid "$1"
-    forget "$1"
-}
-
-# wait_ready NAME PID LOGFILE URL [CURL-ARG...]: until URL answers 200 with the upstream's
-# body (the curl arguments, e.g. `--cacert`, `--cert`, go with every try).
-wait_ready() {
-    local name=$1 pid=$2 logfile=$3 url=$4 i body
-    shift 4
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$name exited during start-up (log above: $logfile)"
-        fi
-        if body=$(curl -fsS --max-time 1 "$@" "$url" 2>/dev/null) && [[ $body == "$BODY" ]]
-        then
-            return 0
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$logfile" >&2 || true
-    curl -sS -i --max-time 2 "$@" "$url" >&2 || true
-    die "$name did not answer 200 with the upstream's body on $url within 30 s"
-}
+check_cpus
+make_work
 
 # http_status URL [CURL-ARG...]: the status code, or `none` when no answer came (e.g. the
 # TLS handshake failed).
@@ -217,14 +70,6 @@ http_status() {
         || code=none
     [[ $code == 000 ]] && code=none
     printf '%s' "$code"
-}
-
-port() { "$PYTHON" "$HERE/report.py" port; }
-
-# snapshot CPU SERVER-PID FILE: CPU counters around a measured run (taken from the load core).
-snapshot() {
-    taskset -c "$1" "$PYTHON" "$HERE/report.py" snapshot \
-        --pid "server=$2" --pid "upstream=$UP_PID" --out "$3"
 }
 
 # --- configurations ------------------------------------------------------------------
@@ -239,51 +84,14 @@ CA=$CERTS/ca.pem
 CLIENT_PEM=$WORK/client/client.pem   # the signed certificate, then its key (ab -E, curl --cert)
 STRANGER_PEM=$WORK/client/stranger.pem   # self-signed: no chain to the gateway CA
 
-write_nginx_conf() {  # DIR HTTP-BODY
-    mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-$2
-}
-EOF
-}
-
-write_nginx_conf "$WORK/upstream" "    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        location / {
-            default_type application/json;
-            return 200 '$BODY';
-        }
-        location = $CERT_ECHO_PATH {
-            default_type text/plain;
-            return 200 '\$http_x_gateway_client_cert_sha256';
-        }
-    }"
+write_upstream_conf "location = $CERT_ECHO_PATH {" "    default_type text/plain;" \
+    "    return 200 '\$http_x_gateway_client_cert_sha256';" "}"
 
 # nginx terminating TLS with the gateway's server certificate, proxying to the upstream as
 # bench/run.sh's nginx proxy does; a second listener requires a client certificate that
 # chains to the gateway CA. TLS 1.2+ like the gateway (nginx 1.22's default has no 1.3).
-NGINX_PROXY_LOCATION="location / {
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }"
-write_nginx_conf "$WORK/nginx-tls" "    upstream bench_upstream {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 128;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
+NGINX_PROXY_LOCATION=$(nginx_proxy_location)
+write_nginx_conf "$WORK/nginx-tls" "$(nginx_upstream)
     ssl_certificate $CERTS/server.pem;
     ssl_certificate_key $CERTS/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -298,36 +106,13 @@ write_nginx_conf "$WORK/nginx-tls" "    upstream bench_upstream {
         $NGINX_PROXY_LOCATION
     }"
 
-# write_gateway_conf FILE POLICY...: the HTTPS listener only, 1 worker, access log on (as
-# shipped, as in bench/run.sh); CA and server certificate from `gateway init` in $GW_DIR.
-write_gateway_conf() {
-    local file=$1 policies
-    shift
-    policies=$(printf 'policies/%s, ' "$@")
-    cat >"$file" <<EOF
-server:
-  http: null
-  https: {host: 127.0.0.1, port: $GATEWAY_PORT, cert: certs/server.pem, key: certs/server.key}
-  workers: 1
-  access_log: true
-store:
-  url: sqlite:///var/gateway.db
-regions:
-  default: local
-  local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
-policies: [${policies%, }]
-EOF
-}
-mkdir -p "$GW_DIR/policies"
-write_gateway_conf "$GW_DIR/config.yaml" bench.yaml
+# The gateway: the HTTPS listener only, access log on (as shipped, as in bench/run.sh); CA
+# and server certificate from `gateway init` in $GW_DIR.
+GW_HTTPS="{host: 127.0.0.1, port: $GATEWAY_PORT, cert: certs/server.pem, key: certs/server.key}"
+write_gateway_conf "$GW_DIR/config.yaml" null "$GW_HTTPS" true bench.yaml
 # Only to have the CSR signed: the certificates endpoint for admins, before the same rule.
-write_gateway_conf "$GW_DIR/config-sign.yaml" sign.yaml bench.yaml
-cat >"$GW_DIR/policies/bench.yaml" <<'EOF'
-rules:
-  - name: bench-public
-    match: {path: "/**"}
-    auth: public
-EOF
+write_gateway_conf "$GW_DIR/config-sign.yaml" null "$GW_HTTPS" true sign.yaml bench.yaml
+write_policy "$GW_DIR/policies/bench.yaml"
 cat >"$GW_DIR/policies/sign.yaml" <<'EOF'
 rules:
   - name: certificates
@@ -338,92 +123,14 @@ rules:
 EOF
 
 # --- measuring -----------------------------------------------------------------------
-mkdir -p "$RESULTS"
-MANIFEST=$WORK/manifest.jsonl
-: >"$MANIFEST"
-declare -a NOTES=() GATEWAY_ERRORS=()
+declare -a GATEWAY_ERRORS=()
 
-# run_load CPU OUT SECONDS TOOL ARG...: the load tool in the background, bounded by
-# `timeout`, waited for, so that Ctrl-C (which wrk catches) stops the script.
-run_load() {
-    local cpu=$1 out=$2 limit=$(($3 + LOAD_GRACE)) tool=$4 pid status=0
-    shift 4
-    taskset -c "$cpu" timeout -k 5 "$limit" "$tool" "$@" >"$out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || status=$?
-    forget "$pid"
-    ((status != 124 && status != 137)) \
-        || { cat "$out" >&2; die "$tool did not finish within $limit s"; }
-    ((status == 0)) || { cat "$out" >&2; die "$tool failed (status $status)"; }
+# ab, the load tool of the mTLS rows (wrk has no client certificate). -t before -n: -t
+# alone would mean -n 50000. -r: count receive errors, not abort.
+load_args_ab() {
+    LOAD_ARGS=(-q -r -s "$AB_TIMEOUT" -c "$CONNECTIONS" -t "$1" -n "$(($1 * AB_MAX_RATE))")
 }
-
-# load_args TOOL SECONDS LATENCY: the tool's options for a run of SECONDS (before the
-# target's own options); LATENCY=1 asks wrk for percentiles (ab always prints them).
-load_args() {
-    case $1 in
-        wrk)
-            LOAD_ARGS=("-t$THREADS" "-c$CONNECTIONS" "-d${2}s")
-            if (($3)); then LOAD_ARGS+=(--latency); fi
-            ;;
-        # -t before -n: -t alone would mean -n 50000. -r: count receive errors, not abort.
-        ab) LOAD_ARGS=(-q -r -s "$AB_TIMEOUT" -c "$CONNECTIONS" -t "$2" -n "$(($2 * AB_MAX_RATE))") ;;
-        *) die "unknown load tool $1" ;;
-    esac
-}
-
-# shown_command CPU SECONDS TOOL ARG...: the command as the results show it, arguments
-# with a space quoted, the temporary folder as $WORK.
-shown_command() {
-    local cpu=$1 limit=$(($2 + LOAD_GRACE)) tool=$3 arg text work="\$WORK"
-    shift 3
-    text="taskset -c $cpu timeout -k 5 $limit $tool"
-    for arg in "$@"; do
-        [[ $arg == *' '* ]] && arg="'$arg'"
-        text+=" $arg"
-    done
-    text=${text//"$WORK"/"$work"}
-    printf '%s' "$text"
-}
-
-# measure SLUG LABEL TOOL BASELINE SERVER-PID TARGET-ARG...: warm-up, then BENCH_ROUNDS
-# measured runs of TOOL (wrk or ab) from the load core against the server on the proxy
-# core. BASELINE: the slug of the row the ratio divides by. The target's arguments (its
-# options, then the URL) come last.
-measure() {
-    local slug=$1 label=$2 tool=$3 baseline=$4 server=$5 round out summary
-    shift 5
-    local -a target=("$@")
-    if ((WARMUP > 0)); then
-        log "$label: warm-up ${WARMUP}s"
-        load_args "$tool" "$WARMUP" 0
-        run_load "$LOAD_CPU" "$WORK/warm-up-$slug.txt" "$WARMUP" "$tool" \
-            "${LOAD_ARGS[@]}" "${target[@]}"
-    fi
-    load_args "$tool" "$DURATION" 1
-    local -a args=("${LOAD_ARGS[@]}" "${target[@]}")
-    case $tool in
-        wrk) summary='Requests/sec|Non-2xx|Socket errors' ;;
-        ab) summary='^(Requests per second|Complete requests|Failed|Non-2xx|Write errors|Keep-Alive)' ;;
-    esac
-    for ((round = 1; round <= ROUNDS; round++)); do
-        out=$WORK/load-$slug-$round.txt
-        log "$label: measuring ${DURATION}s (run $round of $ROUNDS)"
-        snapshot "$LOAD_CPU" "$server" "$out.before.json"
-        # The shell's children's CPU times before and after: the difference is the tool's.
-        times >"$out.times-before"
-        run_load "$LOAD_CPU" "$out" "$DURATION" "$tool" "${args[@]}"
-        times >"$out.times-after"
-        snapshot "$LOAD_CPU" "$server" "$out.after.json"
-        grep -E "$summary" "$out" | sed 's/^ */    /' >&2 || true
-        "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
-            --label "$label" --tool "$tool" --baseline "$baseline" \
-            --load-command "$(shown_command "$LOAD_CPU" "$DURATION" "$tool" "${args[@]}")" \
-            --load-output "$out" --load-times "$out.times-before" "$out.times-after" \
-            --server-core "$PROXY_CPU" --wrk-core "$LOAD_CPU" --upstream-core "$LOAD_CPU" \
-            --before "$out.before.json" --after "$out.after.json"
-    done
-}
+LOAD_SUMMARY[ab]='^(Requests per second|Complete requests|Failed|Non-2xx|Write errors|Keep-Alive)'
 
 # load_errors SLUG: the error lines of the target's measured runs, `;`-separated (empty: none).
 load_errors() {
@@ -465,27 +172,15 @@ pair() {
     slug=$name-$connections-$tool
     LABELS[nginx-$slug]="nginx, $mode, $what ($tool)"
     LABELS[gateway-$slug]="gateway, $mode, $what ($tool)"
-    measure "nginx-$slug" "${LABELS[nginx-$slug]}" "$tool" "nginx-$slug" "$NGINX_PID" \
-        "$@" "https://127.0.0.1:$nginx_port$BENCH_PATH"
-    measure "gateway-$slug" "${LABELS[gateway-$slug]}" "$tool" "nginx-$slug" "$GW_PID" \
-        "$@" "https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+    measure "nginx-$slug" "${LABELS[nginx-$slug]}" "$tool" "nginx-$slug" "$LOAD_CPU" \
+        "$NGINX_PID" "$PROXY_CPU" "$@" "https://127.0.0.1:$nginx_port$BENCH_PATH"
+    measure "gateway-$slug" "${LABELS[gateway-$slug]}" "$tool" "nginx-$slug" "$LOAD_CPU" \
+        "$GW_PID" "$PROXY_CPU" "$@" "https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
     ROWS+=("nginx-$slug" "gateway-$slug")
 }
 
-# Other work on the machine skews every row: say so in the results.
-BUSY=$("$PYTHON" "$HERE/report.py" cpu-busy 1)
-BUSY_MAX=$(tail -n1 <<<"$BUSY")
-log "CPU busy before the run: $(head -n1 <<<"$BUSY")"
-if ((BUSY_MAX >= 10)); then
-    log "warning: the machine is not idle; the figures will be lower and noisier"
-    NOTES+=("The machine was not idle when the run started ($(head -n1 <<<"$BUSY") busy over
-1 s): the figures are lower and noisier than on a quiet machine.")
-fi
-
-# The gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the caller's shell.
-while IFS= read -r name; do
-    unset "$name"
-done < <(compgen -e | grep '^GATEWAY_' || true)
+note_busy
+unset_gateway_env
 
 # --- certificates: the gateway's CA and server certificate, a client certificate it signs
 log "gateway init, network, admin and admin token in $GW_DIR"
@@ -515,11 +210,7 @@ cat "$WORK/client/stranger.crt" "$WORK/client/stranger.key" >"$STRANGER_PEM"
 "$PYTHON" -c 'import json, sys; print(json.dumps({"name": "bench-tls", "csr": open(sys.argv[1]).read()}))' \
     "$WORK/client/client.csr" >"$WORK/client/request.json"
 
-start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
-    nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
-UP_PID=$STARTED
-wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
-    "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+start_upstream
 
 GW_URL="https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
 start "$PROXY_CPU" "$WORK/gateway-sign.log" "$GATEWAY" serve --config "$GW_DIR/config-sign.yaml"
@@ -614,7 +305,6 @@ stop "$GW_PID"
 stop "$NGINX_PID"
 stop "$UP_PID"
 
-declare -a APPENDICES=()
 if ((${#GATEWAY_ERRORS[@]})); then
     summary=$WORK/errors-gateway.txt
     {
@@ -664,23 +354,7 @@ VERSIONS+=" (apache2-utils $(dpkg-query -W -f '${Version}' apache2-utils 2>/dev/
 VERSIONS+=", $(openssl version | awk '{ print $1, $2 }') (ab, wrk, curl)"
 VERSIONS+=", $("$PYTHON" -c 'import platform, ssl, aiohttp
 print("Python", platform.python_version(), "with", " ".join(ssl.OPENSSL_VERSION.split()[:2]), "aiohttp", aiohttp.__version__)')"
-if REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
-    git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null || REVISION+=" + uncommitted changes"
-    VERSIONS="gateway $REVISION, $VERSIONS"
-fi
-NOTES+=("Versions: $VERSIONS.")
+note_versions "$VERSIONS"
 
-REPRODUCE="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
-REPRODUCE+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
-REPRODUCE+=" BENCH_PROXY_CPU=$PROXY_CPU BENCH_AB_TLS=$AB_TLS BENCH_AB_MAX_RATE=$AB_MAX_RATE"
-REPRODUCE+=" bash bench/tls.sh"
-
-note_args=()
-for note in "${NOTES[@]}"; do
-    note_args+=(--note "$note")
-done
-echo
-"$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/tls-latest.md" \
-    --title "Gateway TLS benchmark" --ratio-header "ratio to the nginx row req/s" \
-    --command "$INVOCATION" --reproduce "$REPRODUCE" "${note_args[@]}" "${APPENDICES[@]}"
-log "written to $RESULTS/tls-latest.md"
+write_table tls-latest.md "BENCH_AB_TLS=$AB_TLS BENCH_AB_MAX_RATE=$AB_MAX_RATE" \
+    --title "Gateway TLS benchmark" --ratio-header "ratio to the nginx row req/s"

@@ -1,0 +1,473 @@
+# shellcheck shell=bash
+# What bench/run.sh and bench/tls.sh share: settings, tools, the processes they start and
+# stop, the upstream nginx, the gateway's configuration, the measured runs and the report.
+# Sourced by them (after `set -euo pipefail`), not run. The scripts keep their own rows.
+#
+# Set by the script, read here: UP_PORT (the upstream's port) before write_upstream_conf,
+# the nginx and gateway configurations; UP_PID (start_upstream sets it); GATEWAY_PORT
+# before write_gateway_conf; LOAD_GRACE (optional): seconds a load run may take beyond
+# its duration before `timeout` ends it (unset: load runs are not bounded).
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+RESULTS=$HERE/results
+
+BENCH_PATH=/api/v3/bench
+# About 100 bytes of JSON, no quote or `$` inside (it goes into nginx's `return`). Both
+# scripts' upstream answers it, and wait_ready waits for it.
+BODY='{"status":"ok","service":"bench-upstream","items":[1,2,3,4,5],'
+BODY+='"message":"hello from the upstream"}'
+
+# The log prefix, the temporary folder's name and the make target: bench_init sets it.
+BENCH_NAME=bench
+
+log() { printf '[%s] %s\n' "$BENCH_NAME" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
+
+# The script's header comment, up to `set -euo pipefail`, is its --help.
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# bench_init NAME SCRIPT-ARG...: NAME (bench, bench-tls) prefixes the log lines and names
+# the make target that runs the script. Reads the settings both scripts have; the only
+# arguments are -h/--help: settings are environment variables.
+bench_init() {
+    BENCH_NAME=$1
+    shift
+    INVOCATION=$(printf '%q ' "$0" "$@")
+    INVOCATION=${INVOCATION% }
+
+    DURATION=${BENCH_DURATION:-10}
+    WARMUP=${BENCH_WARMUP:-3}
+    CONNECTIONS=${BENCH_CONNECTIONS:-64}
+    THREADS=${BENCH_THREADS:-1}
+    ROUNDS=${BENCH_ROUNDS:-1}
+    LOAD_CPU=${BENCH_LOAD_CPU:-0}
+    PROXY_CPU=${BENCH_PROXY_CPU:-1}
+    VENV=${BENCH_VENV:-$ROOT/.venv}
+    case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
+
+    # nginx and haproxy live in sbin, which a non-root PATH may lack.
+    export PATH=$PATH:/usr/sbin:/sbin
+
+    local arg
+    for arg in "$@"; do
+        case $arg in
+            -h|--help) usage; exit 0 ;;
+            *) die "unexpected argument '$arg' (settings are environment variables; see --help)" ;;
+        esac
+    done
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# check_settings NAME...: the shared settings and the script's own NAMEs (BENCH_ without
+# the prefix) must be whole numbers; the shared ones must make sense together.
+check_settings() {
+    local name
+    for name in DURATION WARMUP CONNECTIONS THREADS ROUNDS LOAD_CPU PROXY_CPU "$@"; do
+        is_uint "${!name}" || die "BENCH_$name must be a non-negative integer, got '${!name}'"
+    done
+    ((DURATION > 0 && CONNECTIONS > 0 && THREADS > 0 && ROUNDS > 0)) \
+        || die "BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS and BENCH_ROUNDS must be positive"
+}
+
+# find_venv: the gateway and Python of the project's virtualenv, which the script does not
+# make (its make target does).
+find_venv() {
+    GATEWAY=$VENV/bin/gateway
+    PYTHON=$VENV/bin/python
+    [[ -x $GATEWAY && -x $PYTHON ]] \
+        || die "$GATEWAY not found: create the virtualenv first (make .venv/.installed, or make" \
+            "$BENCH_NAME)"
+}
+
+# --- tools ---------------------------------------------------------------------------
+# install_missing SECONDS COMMAND:PACKAGE...: apt-get the packages of the commands not on
+# PATH, as root only. SECONDS bounds each apt-get with `timeout` (0: unbounded).
+install_missing() {
+    local seconds=$1 spec
+    shift
+    local -a packages=() limit=()
+    for spec in "$@"; do
+        command -v "${spec%%:*}" >/dev/null || packages+=("${spec#*:}")
+    done
+    ((${#packages[@]})) || return 0
+    ((EUID == 0)) || die "missing ${packages[*]}: install them, or run as root to apt-get them"
+    command -v apt-get >/dev/null || die "missing ${packages[*]} and no apt-get to install them"
+    log "installing ${packages[*]}"
+    ((seconds == 0)) || limit=(timeout "$seconds")
+    # Keep the packages' init scripts from starting system-wide daemons (port 80 etc.).
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    local status=0
+    {
+        "${limit[@]}" apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive "${limit[@]}" apt-get install -y -q "${packages[@]}"
+    } >&2 || status=$?
+    ((made_policy)) && rm -f "$policy"
+    ((status == 0)) || die "apt-get install ${packages[*]} failed"
+}
+
+# check_cpus: the cores of the settings exist; sharing one skews the figures.
+check_cpus() {
+    local cpus
+    cpus=$(nproc)
+    ((LOAD_CPU < cpus && PROXY_CPU < cpus)) \
+        || die "BENCH_LOAD_CPU/BENCH_PROXY_CPU must be below the $cpus CPUs available"
+    ((LOAD_CPU != PROXY_CPU)) || log "warning: load and proxy share core $LOAD_CPU"
+}
+
+# --- processes -----------------------------------------------------------------------
+# make_work: the temporary folder (configurations, load outputs, the manifest of measured
+# runs) and the traps that stop every process started here and remove it, on any exit.
+make_work() {
+    WORK=$(mktemp -d "/tmp/gateway-$BENCH_NAME.XXXXXX")
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    mkdir -p "$RESULTS"
+    MANIFEST=$WORK/manifest.jsonl
+    : >"$MANIFEST"
+    NOTES=()
+    APPENDICES=()
+}
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+
+# start CPU LOGFILE COMMAND... : run pinned in the background; the pid is in $STARTED.
+start() {
+    local cpu=$1 logfile=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+}
+
+# forget PID: no longer stop it on exit.
+forget() {
+    local kept=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$1" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# stop PID: stop one process started by `start` and forget it.
+stop() {
+    stop_pid "$1"
+    forget "$1"
+}
+
+# wait_ready NAME PID LOGFILE URL [CURL-ARG...]: until URL answers 200 with the upstream's
+# body (the curl arguments, e.g. `-H 'Authorization: ...'` or `--cacert`, go with every
+# try).
+wait_ready() {
+    local name=$1 pid=$2 logfile=$3 url=$4 i body
+    shift 4
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$name exited during start-up (log above: $logfile)"
+        fi
+        if body=$(curl -fsS --max-time 1 "$@" "$url" 2>/dev/null) && [[ $body == "$BODY" ]]
+        then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$logfile" >&2 || true
+    curl -sS -i --max-time 2 "$@" "$url" >&2 || true
+    die "$name did not answer 200 with the upstream's body on $url within 30 s"
+}
+
+port() { "$PYTHON" "$HERE/report.py" port; }
+
+# snapshot CPU SERVER-PID FILE: CPU counters around a measured run (taken from the load core).
+snapshot() {
+    taskset -c "$1" "$PYTHON" "$HERE/report.py" snapshot \
+        --pid "server=$2" --pid "upstream=$UP_PID" --out "$3"
+}
+
+# unset_gateway_env: the gateway reads GATEWAY_<SECTION>_<KEY> overrides: none from the
+# caller's shell.
+unset_gateway_env() {
+    local name
+    while IFS= read -r name; do
+        unset "$name"
+    done < <(compgen -e | grep '^GATEWAY_' || true)
+}
+
+# --- configurations ------------------------------------------------------------------
+# write_nginx_conf DIR HTTP-BODY: one worker, no access log, long keep-alive; the servers
+# (and upstream blocks) in HTTP-BODY.
+write_nginx_conf() {
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+$2
+}
+EOF
+}
+
+# write_upstream_conf [LOCATION...]: the upstream nginx in $WORK/upstream, on UP_PORT,
+# answering BODY on every path but the script's own LOCATIONs.
+write_upstream_conf() {
+    local extra=""
+    (($#)) && extra=$(printf '\n        %s' "$@")
+    write_nginx_conf "$WORK/upstream" "    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        location / {
+            default_type application/json;
+            return 200 '$BODY';
+        }$extra
+    }"
+}
+
+# start_upstream: the upstream nginx on the load core, ready; its pid in UP_PID.
+start_upstream() {
+    start "$LOAD_CPU" "$WORK/upstream/stdout.log" \
+        nginx -p "$WORK/upstream/" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/error.log"
+    UP_PID=$STARTED
+    wait_ready "upstream nginx" "$UP_PID" "$WORK/upstream/error.log" \
+        "http://127.0.0.1:$UP_PORT$BENCH_PATH"
+}
+
+# nginx_upstream: the `upstream` block of every nginx proxy (kept-alive connections to the
+# upstream), and nginx_proxy_location the location that proxies to it: one text, so that
+# the nginx rows of both scripts proxy alike.
+nginx_upstream() {
+    cat <<EOF
+    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+EOF
+}
+nginx_proxy_location() {
+    cat <<'EOF'
+location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+EOF
+}
+
+# write_gateway_conf FILE HTTP HTTPS ACCESS-LOG POLICY...: one worker, the listeners as
+# given (YAML, `null` for none), the upstream nginx as the only region's upstream. Every
+# configuration of a script shares the folder (store, signing keys, certificates).
+write_gateway_conf() {
+    local file=$1 http=$2 https=$3 access_log=$4 policies
+    shift 4
+    policies=$(printf 'policies/%s, ' "$@")
+    mkdir -p "$(dirname "$file")"
+    cat >"$file" <<EOF
+server:
+  http: $http
+  https: $https
+  workers: 1
+  access_log: $access_log
+store:
+  url: sqlite:///var/gateway.db
+regions:
+  default: local
+  local: {hosts: [localhost], upstreams: ["http://127.0.0.1:$UP_PORT"]}
+policies: [${policies%, }]
+EOF
+}
+
+# write_policy FILE [RULE-LINE...]: a policy file with the script's rules first, then the
+# rule every row that needs no token uses: anything is public.
+write_policy() {
+    local file=$1
+    shift
+    mkdir -p "$(dirname "$file")"
+    {
+        printf 'rules:\n'
+        (($# == 0)) || printf '%s\n' "$@"
+        printf '%s\n' '  - name: bench-public' '    match: {path: "/**"}' '    auth: public'
+    } >"$file"
+}
+
+# --- measuring -----------------------------------------------------------------------
+# What the measured runs print to stderr, by load tool (a script adds its own tools).
+declare -A LOAD_SUMMARY=([wrk]='Requests/sec|Non-2xx|Socket errors|^Tokens:')
+
+# load_limit SECONDS TOOL: the command of a load run of SECONDS in LOAD_COMMAND, bounded by
+# `timeout` when the script set LOAD_GRACE.
+load_limit() {
+    LOAD_COMMAND=("$2")
+    [[ -z ${LOAD_GRACE:-} ]] || LOAD_COMMAND=(timeout -k 5 "$(($1 + LOAD_GRACE))" "$2")
+}
+
+# run_load CPU OUT SECONDS TOOL ARG...: the load tool in the background, waited for, so
+# that Ctrl-C (which wrk catches, leaving bash's INT trap unrun were wrk in the
+# foreground) stops the script.
+run_load() {
+    local cpu=$1 out=$2 seconds=$3 tool=$4 pid status=0
+    shift 4
+    load_limit "$seconds" "$tool"
+    taskset -c "$cpu" "${LOAD_COMMAND[@]}" "$@" >"$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget "$pid"
+    if [[ -n ${LOAD_GRACE:-} ]] && ((status == 124 || status == 137)); then
+        cat "$out" >&2
+        die "$tool did not finish within $((seconds + LOAD_GRACE)) s"
+    fi
+    ((status == 0)) || { cat "$out" >&2; die "$tool failed (status $status)"; }
+}
+
+# load_args TOOL SECONDS LATENCY: the tool's options for a run of SECONDS (before the
+# target's own options) in LOAD_ARGS; LATENCY=1 asks wrk for percentiles. Another TOOL
+# is the script's: its function load_args_TOOL SECONDS sets them.
+load_args() {
+    case $1 in
+        wrk)
+            LOAD_ARGS=("-t$THREADS" "-c$CONNECTIONS" "-d${2}s")
+            if (($3)); then LOAD_ARGS+=(--latency); fi
+            ;;
+        *)
+            declare -F "load_args_$1" >/dev/null || die "unknown load tool $1"
+            "load_args_$1" "$2"
+            ;;
+    esac
+}
+
+# shown_command CPU SECONDS TOOL ARG...: the command as the results show it: arguments
+# with a space quoted, the temporary folder as $WORK, bench/ for this folder, the token
+# of the one-token rows (WARM_TOKEN, bench/run.sh) as $TOKEN.
+shown_command() {
+    local cpu=$1 seconds=$2 tool=$3 arg text work="\$WORK" token="\$TOKEN"
+    shift 3
+    load_limit "$seconds" "$tool"
+    text="taskset -c $cpu ${LOAD_COMMAND[*]}"
+    for arg in "$@"; do
+        [[ $arg == *' '* ]] && arg="'$arg'"
+        text+=" $arg"
+    done
+    text=${text//"$WORK"/"$work"}
+    text=${text//"$HERE"/bench}
+    [[ -z ${WARM_TOKEN:-} ]] || text=${text//"$WARM_TOKEN"/"$token"}
+    printf '%s' "$text"
+}
+
+# measure SLUG LABEL TOOL BASELINE LOAD-CPU SERVER-PID SERVER-CPU TARGET-ARG...: a warm-up,
+# then BENCH_ROUNDS measured runs of TOOL (wrk, or the script's), each recorded in the
+# manifest with the CPU use around it. BASELINE: the slug of the row the ratio divides by
+# (empty: report.py's default). The target's arguments come last: its options (-H, -s),
+# the URL, and for a wrk script after `--` the script's arguments. The outputs are
+# $WORK/warm-up-SLUG.txt and $WORK/load-SLUG-ROUND.txt.
+measure() {
+    local slug=$1 label=$2 tool=$3 baseline=$4 cpu=$5 server=$6 server_cpu=$7 round out
+    shift 7
+    local -a target=("$@") args
+    if ((WARMUP > 0)); then
+        log "$label: warm-up ${WARMUP}s"
+        load_args "$tool" "$WARMUP" 0
+        run_load "$cpu" "$WORK/warm-up-$slug.txt" "$WARMUP" "$tool" \
+            "${LOAD_ARGS[@]}" "${target[@]}"
+    fi
+    load_args "$tool" "$DURATION" 1
+    args=("${LOAD_ARGS[@]}" "${target[@]}")
+    for ((round = 1; round <= ROUNDS; round++)); do
+        out=$WORK/load-$slug-$round.txt
+        log "$label: measuring ${DURATION}s (run $round of $ROUNDS)"
+        snapshot "$cpu" "$server" "$out.before.json"
+        # The shell's children's CPU times before and after: the difference is the tool's.
+        times >"$out.times-before"
+        run_load "$cpu" "$out" "$DURATION" "$tool" "${args[@]}"
+        times >"$out.times-after"
+        snapshot "$cpu" "$server" "$out.after.json"
+        grep -E "${LOAD_SUMMARY[$tool]}" "$out" | sed 's/^ */    /' >&2 || true
+        "$PYTHON" "$HERE/report.py" record --manifest "$MANIFEST" --slug "$slug" \
+            --label "$label" --tool "$tool" --baseline "$baseline" \
+            --load-command "$(shown_command "$cpu" "$DURATION" "$tool" "${args[@]}")" \
+            --load-output "$out" --load-times "$out.times-before" "$out.times-after" \
+            --server-core "$server_cpu" --wrk-core "$cpu" --upstream-core "$LOAD_CPU" \
+            --before "$out.before.json" --after "$out.after.json"
+    done
+}
+
+# note_busy: other work on the machine skews every row: say so in the results.
+note_busy() {
+    local busy busy_max
+    busy=$("$PYTHON" "$HERE/report.py" cpu-busy 1)
+    busy_max=$(tail -n1 <<<"$busy")
+    log "CPU busy before the run: $(head -n1 <<<"$busy")"
+    if ((busy_max >= 10)); then
+        log "warning: the machine is not idle; the figures will be lower and noisier"
+        NOTES+=("The machine was not idle when the run started ($(head -n1 <<<"$busy") busy over
+1 s): the figures are lower and noisier than on a quiet machine.")
+    fi
+}
+
+# note_versions TOOLS: the versions note, the gateway's revision (and whether its code has
+# uncommitted changes) before the TOOLS text.
+note_versions() {
+    local versions=$1 revision
+    if revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+        git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null \
+            || revision+=" + uncommitted changes"
+        versions="gateway $revision, $versions"
+    fi
+    NOTES+=("Versions: $versions.")
+}
+
+# write_table FILE SETTINGS [TABLE-OPTION...]: the table on stdout and in
+# bench/results/FILE, with the notes and appendices, the command as invoked and the one
+# that reproduces the run: every shared setting, then the script's own SETTINGS.
+write_table() {
+    local file=$1 settings=$2 reproduce note
+    shift 2
+    reproduce="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNECTIONS"
+    reproduce+=" BENCH_THREADS=$THREADS BENCH_ROUNDS=$ROUNDS BENCH_LOAD_CPU=$LOAD_CPU"
+    reproduce+=" BENCH_PROXY_CPU=$PROXY_CPU $settings bash bench/$(basename "$0")"
+    local -a note_args=()
+    for note in "${NOTES[@]}"; do
+        note_args+=(--note "$note")
+    done
+    echo
+    "$PYTHON" "$HERE/report.py" table --manifest "$MANIFEST" --out "$RESULTS/$file" "$@" \
+        --command "$INVOCATION" --reproduce "$reproduce" "${note_args[@]}" "${APPENDICES[@]}"
+    log "written to $RESULTS/$file"
+}
