@@ -248,8 +248,15 @@ def cmd_network_update(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_admin_token(args: argparse.Namespace) -> int:
+def _signing_config(args: argparse.Namespace) -> Config:
+    """The config, with the keys a signing command needs made if missing (as init would)."""
     config = _config(args)
+    init_files(config)
+    return config
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    config = _signing_config(args)
     try:
         _print(asyncio.run(admin_token(config, args.network, args.username)))
     except NotFound as exc:
@@ -258,7 +265,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_mint(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _signing_config(args)
     if not 1 <= args.users <= 10_000_000:
         raise UsageError("gateway tokens mint: --users must be 1-10000000")
     try:
@@ -273,7 +280,7 @@ def cmd_tokens_mint(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    _print(asyncio.run(rotate_keys(_config(args))))
+    _print(asyncio.run(rotate_keys(_signing_config(args))))
     return 0
 
 

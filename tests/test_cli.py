@@ -119,3 +119,57 @@ def test_password_hashes_are_salted_and_malformed_ones_never_match() -> None:
     assert verify_password("pw", first) and verify_password("pw", second)
     for stored in ["", "plain", "scrypt$x$8$1$AA==$AA==", "bcrypt$10$8$1$AA==$AA=="]:
         assert not verify_password("pw", stored)
+
+
+async def test_minted_tokens_work_and_their_users_exist(tmp_path: Path) -> None:
+    import csv
+
+    import aiohttp
+
+    from tests.process import GatewayProcess
+
+    config = write_config(tmp_path)
+    code, out, err = await run_cli("network", "create", "--config", str(config), "--name", "n")
+    assert code == 0, err
+    network = json.loads(out)
+    minted: dict[str, list[list[str]]] = {}
+    for label, flags in {"good": [], "expired": ["--expired"], "revoked": ["--revoked"]}.items():
+        path = tmp_path / f"{label}.csv"
+        code, out, err = await run_cli(
+            "tokens", "mint", "--config", str(config), "--network", network["networkId"],
+            "--users", "3", *flags, "--out", str(path))
+        assert code == 0, err
+        assert json.loads(out) == {"count": 3, "out": str(path)}
+        rows = list(csv.reader(path.open()))
+        assert rows[0] == ["userId", "token"] and len(rows) == 4
+        minted[label] = rows[1:]
+    code, _, err = await run_cli("admin", "create", "--config", str(config), "--network",
+                                 network["networkId"], "--username", "ada", "--role", "admin",
+                                 "--password-stdin", stdin=b"pw-pw-pw\n")
+    assert code == 0, err
+    code, out, err = await run_cli("admin", "token", "--config", str(config), "--network",
+                                   network["networkId"], "--username", "ada")
+    assert code == 0, err
+    admin = json.loads(out)["adminToken"]
+
+    async with GatewayProcess(config) as gateway, aiohttp.ClientSession() as session:
+        async def check(token: str) -> tuple[int, str]:
+            async with session.get(f"{gateway.url}/api/v3/sessions",
+                                   headers={"Authorization": f"Bearer {token}"}) as response:
+                return response.status, (await response.json()).get("message", "")
+
+        assert await check(minted["good"][0][1]) == (200, "")
+        assert await check(minted["expired"][0][1]) == (401, "token expired")
+        assert await check(minted["revoked"][0][1]) == (401, "Invalid token")
+        # The minted user exists: another user taking its device ends its token.
+        async with session.post(f"{gateway.url}/api/v3/sessions",
+                                headers={"x-api-key": network["apiKey"]},
+                                json={"userId": "mallory", "deviceId": "loadtest-device-1"}
+                                ) as response:
+            assert response.status == 200
+        assert await check(minted["good"][1][1]) == (401, "Invalid token")
+        # An admin of the network can ban a minted user.
+        async with session.post(f"{gateway.url}/api/v3/users/loadtest-access-2/ban",
+                                headers={"Authorization": f"Bearer {admin}"}) as response:
+            assert response.status == 200
+        assert (await check(minted["good"][2][1]))[0] == 403

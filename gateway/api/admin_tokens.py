@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import caller
 from gateway.api.network import admin_token_ttl
@@ -48,13 +48,13 @@ async def generate_admin_token(request: web.Request) -> web.Response:
         principal.network_id, principal.user_id, principal.role,
         admin_token_ttl(request, network),
     )
-    superseded, revoked = await request.app[STORE].rotate_admin_token(
-        credential, config.tokens.admin_rotation_grace
-    )
+    async with audited(request, "admin_token.generate", principal.user_id):
+        superseded, revoked = await request.app[STORE].rotate_admin_token(
+            credential, config.tokens.admin_rotation_grace
+        )
     state = request.app[AUTH_STATE]
     state.superseded.update(superseded)
     state.revoked.update(revoked)
-    await audit(request, "admin_token.generate", principal.user_id)
     answer = _token_json(token, credential.issued_at, credential.expires_at)
     # Not in the contract (docs/CONTRACT-NOTES.md): when the token the caller had stops
     # working, so the console can say so without holding that token. None: there was none.
@@ -85,14 +85,14 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
     )
     if not allowed:
         raise permission_denied()
-    revoked = await store.revoke_subject(principal.network_id, username, "admin")
-    ended = await store.end_console_sessions_of(principal.network_id, username)
+    async with audited(request, "admin_token.revoke", username):
+        revoked = await store.revoke_subject(principal.network_id, username, "admin")
+        ended = await store.end_console_sessions_of(principal.network_id, username)
     state = request.app[AUTH_STATE]
     state.revoked.update(revoked)
     for session in ended:
         state.ended_console_sessions[session] = store.clock()
         state.console_sessions.pop(session, None)
-    await audit(request, "admin_token.revoke", username)
     return web.json_response(SUCCESS)
 
 

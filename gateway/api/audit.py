@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
@@ -11,6 +13,7 @@ from gateway.api.caller import caller
 from gateway.keys import STORE
 from gateway.requestinfo import INFO, client_address
 from gateway.store import StoreUnavailable
+from gateway.store.pending_audit import PENDING, PendingAudit
 from gateway.timefmt import iso
 
 log = logging.getLogger("gateway.audit")
@@ -18,23 +21,57 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-async def audit(
-    request: web.Request, action: str, target: str | None = None, *,
+def _entry(
+    request: web.Request, action: str, target: str | None, *,
     network_id: str | None = None, actor: str | None = None, actor_role: str | None = None,
-) -> None:
-    """Record an admin action; the actor is the caller unless given (failed logins)."""
+) -> PendingAudit | None:
+    """The entry for an admin action; the actor is the caller unless given (failed logins)."""
     principal = request[INFO].principal
     network = network_id or (principal.network_id if principal else None)
     who = actor or (principal.user_id if principal else None)
     if network is None or who is None:
+        return None
+    return PendingAudit(
+        network, request.app[STORE].clock(), who,
+        actor_role or (principal.role if principal else None), action, target,
+        request[INFO].request_id, client_address(request),
+    )
+
+
+@asynccontextmanager
+async def audited(
+    request: web.Request, action: str, target: str | None = None, **who: str | None
+) -> AsyncIterator[None]:
+    """Around the write an admin action makes: its entry commits in the same transaction,
+    so no crash can leave one without the other. If the block wrote nothing, the entry is
+    stored afterwards; if it raised, the action did not happen and nothing is recorded."""
+    entry = _entry(request, action, target, **who)
+    if entry is None:
+        yield
         return
+    pending = PENDING.set((*PENDING.get(), entry))
     try:
-        await request.app[STORE].add_audit(
-            network, who, actor_role or (principal.role if principal else None), action,
-            target, request[INFO].request_id, client_address(request),
-        )
+        yield
+    finally:
+        PENDING.reset(pending)
+    if not entry.written:
+        await _store(request, entry)
+
+
+async def audit(
+    request: web.Request, action: str, target: str | None = None, **who: str | None
+) -> None:
+    """Record an action that writes nothing else (a failed login)."""
+    entry = _entry(request, action, target, **who)
+    if entry is not None:
+        await _store(request, entry)
+
+
+async def _store(request: web.Request, entry: PendingAudit) -> None:
+    try:
+        await request.app[STORE].add_audit(entry)
     except StoreUnavailable as exc:  # the action itself is done: say so loudly, go on
-        log.error("audit entry %s for %s not stored: %s", action, who, exc)
+        log.error("audit entry %s for %s not stored: %s", entry.action, entry.actor, exc)
 
 
 def _int(request: web.Request, name: str, low: int, high: int) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller
 from gateway.config import Config
@@ -78,22 +78,23 @@ async def create_certificate(request: web.Request) -> web.Response:
         signed = request.app[CA].sign_csr(csr, validity)
     except CsrError as exc:
         raise bad_request(str(exc)) from None
+    fingerprint = fingerprint_sha256(signed)
     try:
-        certificate = await store.add_certificate(
-            network.id,
-            name,
-            signed.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            fingerprint_sha256(signed),
-            signed.not_valid_before_utc.timestamp(),
-            signed.not_valid_after_utc.timestamp(),
-            limit=MAX_CERTIFICATES,
-        )
+        async with audited(request, "certificate.create", f"{name} ({fingerprint})"):
+            certificate = await store.add_certificate(
+                network.id,
+                name,
+                signed.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                fingerprint,
+                signed.not_valid_before_utc.timestamp(),
+                signed.not_valid_after_utc.timestamp(),
+                limit=MAX_CERTIFICATES,
+            )
     except CertificateLimit:
         raise _limit_reached() from None
     except AlreadyExists:
         raise conflict(f"a certificate named {name!r} already exists in this network") from None
     await request.app[FEED].catch_up()
-    await audit(request, "certificate.create", f"{name} ({certificate.fingerprint_sha256})")
     return web.json_response(certificate_json(certificate), status=201)
 
 
@@ -112,11 +113,16 @@ async def list_certificates(request: web.Request) -> web.Response:
 async def delete_certificate(request: web.Request) -> web.Response:
     principal = caller(request)
     certificate_id = request.match_info["certificate_id"]
-    deleted = await request.app[STORE].delete_certificate(principal.network_id, certificate_id)
-    if deleted is None:
+    store = request.app[STORE]
+    listed = {c.id: c for c in await store.list_certificates(principal.network_id)}
+    certificate = listed.get(certificate_id)
+    if certificate is None:
         raise not_found("certificateId Not Found.")
+    target = f"{certificate.name} ({certificate.fingerprint_sha256})"
+    async with audited(request, "certificate.delete", target):
+        if await store.delete_certificate(principal.network_id, certificate_id) is None:
+            raise not_found("certificateId Not Found.")  # deleted meanwhile
     await request.app[FEED].catch_up()
-    await audit(request, "certificate.delete", f"{deleted.name} ({deleted.fingerprint_sha256})")
     return web.json_response({"success": True})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audit, audited
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import network_for_api_key
 from gateway.api.network import admin_token_ttl
@@ -43,25 +43,24 @@ async def login(request: web.Request) -> web.Response:
         raise unauthorized()
     limiter.succeed(user_key)
 
-    current = await store.current_admin_token(network.id, username)
-    if current is not None and current["sealed_token"]:
-        token = tokens.unseal_admin(current["jti"], current["sealed_token"])
-        issued_at, expires_at = current["issued_at"], current["expires_at"]
-    else:  # never issued, revoked or expired: login generates one
-        token, credential = await tokens.issue_admin(
-            network.id, username, admin.role, admin_token_ttl(request, network)
-        )
-        await store.rotate_admin_token(credential, 0)
-        issued_at, expires_at = credential.issued_at, credential.expires_at
-
     config = app[RUNTIME].current.config
     cookie = secrets.token_urlsafe(32)
-    await store.create_console_session(
-        session_hash(cookie), network.id, username, admin.role,
-        store.clock() + config.console.session_ttl,
-    )
-    await audit(request, "console.login", username, network_id=network.id, actor=username,
-                actor_role=admin.role)
+    async with audited(request, "console.login", username, network_id=network.id,
+                       actor=username, actor_role=admin.role):
+        current = await store.current_admin_token(network.id, username)
+        if current is not None and current["sealed_token"]:
+            token = tokens.unseal_admin(current["jti"], current["sealed_token"])
+            issued_at, expires_at = current["issued_at"], current["expires_at"]
+        else:  # never issued, revoked or expired: login generates one
+            token, credential = await tokens.issue_admin(
+                network.id, username, admin.role, admin_token_ttl(request, network)
+            )
+            await store.rotate_admin_token(credential, 0)
+            issued_at, expires_at = credential.issued_at, credential.expires_at
+        await store.create_console_session(
+            session_hash(cookie), network.id, username, admin.role,
+            store.clock() + config.console.session_ttl,
+        )
     response = web.json_response(_answer(token, issued_at, expires_at, admin.role))
     response.set_cookie(
         COOKIE, cookie, max_age=int(config.console.session_ttl), path="/", httponly=True,

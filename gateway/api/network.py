@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
 from gateway.errors import conflict, forbidden, not_found
@@ -62,13 +63,16 @@ async def update_network(request: web.Request) -> web.Response:
             raise forbidden("mTLS needs secure mode: turn useSecureAuthentication on first")
         raise conflict("secure mode cannot be turned off while mTLS is on: turn mTLS off first")
     store = request.app[STORE]
-    updated = await store.set_network_flags(network.id, secure=new_secure, mtls=new_mtls)
+    async with AsyncExitStack() as entries:
+        if new_secure != network.use_secure_authentication:
+            await entries.enter_async_context(
+                audited(request, "network.secure_mode", "on" if new_secure else "off"))
+        if new_mtls != network.mtls_enabled:
+            await entries.enter_async_context(
+                audited(request, "network.mtls", "on" if new_mtls else "off"))
+        updated = await store.set_network_flags(network.id, secure=new_secure, mtls=new_mtls)
     assert updated is not None
     await request.app[FEED].catch_up()  # the mTLS flag holds here before the answer leaves
-    if new_secure != network.use_secure_authentication:
-        await audit(request, "network.secure_mode", "on" if new_secure else "off")
-    if new_mtls != network.mtls_enabled:
-        await audit(request, "network.mtls", "on" if new_mtls else "off")
     answer = network_json(updated, updated.admin_token_expires_hours)
     if new_mtls and await store.certificate_count(network.id) == 0:
         answer["warnings"] = [NO_CERTIFICATE_WARNING]
@@ -88,8 +92,8 @@ async def update_security_configs(request: web.Request) -> web.Response:
         raise field_error(
             "adminToken.expiresInHours", f"must be an integer from 1 to {MAX_ADMIN_TOKEN_HOURS}"
         )
-    await request.app[STORE].set_admin_token_hours(network.id, hours)
-    await audit(request, "security_configs.update", f"adminToken.expiresInHours={hours}")
+    async with audited(request, "security_configs.update", f"adminToken.expiresInHours={hours}"):
+        await request.app[STORE].set_admin_token_hours(network.id, hours)
     return web.json_response({"adminToken": {"expiresInHours": hours}})
 
 

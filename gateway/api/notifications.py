@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
 from gateway.auth.principal import Principal
@@ -107,8 +107,10 @@ async def update_notification_setting(request: web.Request) -> web.Response:
         return update.apply(PushSetting.from_stored(stored)).to_stored()
 
     # Read and write in one transaction; a conflict raised by `change` writes nothing.
-    stored = await request.app[STORE].update_setting(principal.network_id, SETTING_NAME, change)
-    await audit(request, "notification_setting.update", "network")
+    async with audited(request, "notification_setting.update", "network"):
+        stored = await request.app[STORE].update_setting(
+            principal.network_id, SETTING_NAME, change
+        )
     return web.json_response(PushSetting.from_stored(stored).answer())
 
 

@@ -7,7 +7,7 @@ import secrets
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import caller
 from gateway.api.sessions import hash_secret
@@ -66,10 +66,10 @@ async def generate_server_key(request: web.Request) -> web.Response:
     if principal.role == "super-admin":  # the contract keeps this from super admins
         raise permission_denied()
     key = secrets.token_urlsafe(32)
-    await request.app[STORE].set_server_key_hash(
-        principal.network_id, hash_secret(key), principal.user_id
-    )
-    await audit(request, "server_key.generate")
+    async with audited(request, "server_key.generate"):
+        await request.app[STORE].set_server_key_hash(
+            principal.network_id, hash_secret(key), principal.user_id
+        )
     return web.json_response({"serverKey": key})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.audit import audit
+from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller, network_for_api_key
 from gateway.auth.gate import user_banned
@@ -129,26 +129,26 @@ async def _revoke_user(request: web.Request, principal: Principal, user_id: str)
     store = request.app[STORE]
     if await store.get_user(principal.network_id, user_id) is None:
         raise user_not_found()
-    await _revoke(request, await store.revoke_subject(principal.network_id, user_id, "access"))
-    await audit(request, "sessions.revoke_user", user_id)
+    async with audited(request, "sessions.revoke_user", user_id):
+        revoked = await store.revoke_subject(principal.network_id, user_id, "access")
+    await _revoke(request, revoked)
     return web.json_response(SUCCESS)
 
 
 async def ban_user(request: web.Request) -> web.Response:
     principal = caller(request)
     banned = request.method == "POST"
-    user = await request.app[STORE].set_banned(
-        principal.network_id, request.match_info["user_id"], banned
-    )
-    if user is None:
-        raise user_not_found()
+    user_id = request.match_info["user_id"]
+    async with audited(request, "user.ban" if banned else "user.unban", user_id):
+        user = await request.app[STORE].set_banned(principal.network_id, user_id, banned)
+        if user is None:
+            raise user_not_found()
     state = request.app[AUTH_STATE]
     key = (principal.network_id, user.user_id)
     if banned:
         state.banned.add(key)
     else:
         state.banned.discard(key)
-    await audit(request, "user.ban" if banned else "user.unban", user.user_id)
     return web.json_response(SUCCESS)
 
 

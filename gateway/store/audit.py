@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.store.core import StoreCore
+from gateway.store.pending_audit import INSERT_AUDIT, PendingAudit
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,11 @@ class AuditEntry:
 
 
 class AuditQueries(StoreCore):
-    async def add_audit(
-        self, network_id: str, actor: str, actor_role: str | None, action: str,
-        target: str | None, request_id: str | None, source_address: str | None,
-    ) -> None:
+    async def add_audit(self, entry: PendingAudit) -> None:
+        """Store an entry on its own (actions that write nothing else)."""
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO audit_logs (network_id, time, actor, actor_role, action, target,"
-                " request_id, source_address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                network_id, self.clock(), actor, actor_role, action, target, request_id,
-                source_address,
-            )
+            await tx.execute(INSERT_AUDIT, *entry.values())
+        entry.written = True
 
     async def audit_page(
         self, network_id: str, limit: int, before: int | None

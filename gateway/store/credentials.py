@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.store.core import StoreCore
+from gateway.store.core import StoreCore, new_id
 from gateway.store.db import Queries
 
 
@@ -116,9 +116,29 @@ class CredentialQueries(StoreCore):
     async def record_credentials(
         self, credentials: Sequence[IssuedCredential], *, revoked: bool = False
     ) -> None:
-        """Bulk insert (token minting for load tests), optionally already revoked."""
+        """Bulk insert (token minting for load tests), optionally already revoked. The
+        access tokens' users and device bindings are created too, so bans, per-user
+        revocation and device rebinding work on minted users as on logged-in ones."""
+        now = self.clock()
         async with self.db.transaction() as tx:
-            await _insert_credentials(tx, credentials, self.clock() if revoked else None)
+            await _insert_credentials(tx, credentials, now if revoked else None)
+            for c in credentials:
+                if c.kind != "access":
+                    continue
+                await tx.execute(
+                    "INSERT INTO users (id, network_id, user_id, display_name,"
+                    " is_global_banned, created_at, updated_at)"
+                    " VALUES ($1, $2, $3, NULL, $4, $5, $5)"
+                    " ON CONFLICT (network_id, user_id) DO NOTHING",
+                    new_id(), c.network_id, c.subject, False, now,
+                )
+                if c.device_id is not None:
+                    await tx.execute(
+                        "INSERT INTO devices (network_id, device_id, user_id, bound_at)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT (network_id, device_id)"
+                        " DO NOTHING",
+                        c.network_id, c.device_id, c.subject, now,
+                    )
             if revoked and credentials:
                 tokens = [(c.jti, c.expires_at) for c in credentials]
                 await self.append_change(

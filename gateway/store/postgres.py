@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from gateway.store.db import Queries, Row, StoreUnavailable
+from gateway.store.pending_audit import write_pending
 
 log = logging.getLogger("gateway.store")
 
@@ -103,7 +104,9 @@ class PostgresDatabase:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK_KEY)
-                yield _Queries(conn)
+                queries = _Queries(conn)
+                yield queries
+                await write_pending(queries)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.store.db import Queries, Row, StoreUnavailable
+from gateway.store.pending_audit import write_pending
 
 _PARAM = re.compile(r"\$(\d+)")
 BUSY_TIMEOUT_MS = 5000
@@ -115,6 +116,7 @@ class SqliteDatabase:
             await self._queries.execute("BEGIN IMMEDIATE")
             try:
                 yield self._queries
+                await write_pending(self._queries)
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
