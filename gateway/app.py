@@ -135,6 +135,7 @@ async def _prune_forever(tokens: TokenService) -> None:
     while True:
         await asyncio.sleep(PRUNE_INTERVAL)
         tokens.state.prune()
+        tokens.cache.prune()
 
 
 async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:

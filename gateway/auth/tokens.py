@@ -81,6 +81,13 @@ class VerifiedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def prune(self) -> int:
+        """Drop expired entries (periodically, so memory follows live tokens); how many."""
+        now = self._clock()
+        before = len(self._entries)
+        self._entries = {t: e for t, e in self._entries.items() if e[1] >= now}
+        return before - len(self._entries)
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -32,3 +32,14 @@ def test_the_cache_never_grows_past_its_bound() -> None:
         if i == 60:
             clock.advance(2)  # the short-lived entries are the first to go
     assert cache.get("long999") is not None
+
+
+def test_prune_drops_only_expired_entries() -> None:
+    clock = Clock()
+    cache = VerifiedCache(clock=clock)
+    for i in range(10):
+        cache.put(f"short{i}", _claims(f"s{i}", clock.now + 5), clock.now + 5)
+        cache.put(f"long{i}", _claims(f"l{i}", clock.now + 500), clock.now + 500)
+    clock.advance(10)
+    assert cache.prune() == 10 and len(cache) == 10
+    assert cache.get("long3") is not None
