@@ -149,6 +149,9 @@ class Region:
     upstreams: tuple[Url, ...]
     connect_timeout: float | None = None  # None: proxy.connect_timeout
     read_timeout: float | None = None  # None: proxy.read_timeout
+    # MQTT over WebSocket (/mqtt) goes here when set: the hosted service runs its broker
+    # on another host (sse.<region>) than its API.
+    mqtt_upstreams: tuple[Url, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -378,7 +381,7 @@ def _build_regions(raw: object, base: Path) -> RegionsConfig:
         where = f"regions.{name}"
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: got {body!r}, expected {{hosts: [...], upstreams: [...]}}")
-        allowed = ("hosts", "upstreams", "connect_timeout", "read_timeout")
+        allowed = ("hosts", "upstreams", "mqtt_upstreams", "connect_timeout", "read_timeout")
         for key in body:
             if key not in allowed:
                 raise ConfigError(f"unknown key '{where}.{key}': expected one of {list(allowed)}")
@@ -386,6 +389,9 @@ def _build_regions(raw: object, base: Path) -> RegionsConfig:
         upstreams = _convert(tuple[Url, ...], body.get("upstreams"), f"{where}.upstreams", base)
         if not upstreams:
             raise ConfigError(f"{where}.upstreams: got [], expected at least one URL")
+        mqtt_upstreams = _convert(
+            tuple[Url, ...], body.get("mqtt_upstreams", []), f"{where}.mqtt_upstreams", base
+        )
         timeouts = {
             key: _convert(Seconds, body[key], f"{where}.{key}", base)
             for key in ("connect_timeout", "read_timeout")
@@ -395,6 +401,7 @@ def _build_regions(raw: object, base: Path) -> RegionsConfig:
             name=str(name),
             hosts=tuple(_host_without_port(h) for h in hosts),
             upstreams=upstreams,
+            mqtt_upstreams=mqtt_upstreams,
             **timeouts,
         )
     if not regions:

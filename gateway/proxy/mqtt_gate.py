@@ -30,6 +30,7 @@ from gateway.proxy.mqtt import (
     connack_not_authorized,
     disconnect_for_revocation,
 )
+from gateway.proxy.upstreams import mqtt_pool
 from gateway.proxy.websocket import (
     MAX_MESSAGE,
     connect_upstream,
@@ -76,9 +77,10 @@ async def forward_mqtt(request: web.Request, settings: Settings) -> web.StreamRe
         return client
     target = upstream_target(request)
     try:
+        pool = mqtt_pool(info.region)
         upstream = await connect_upstream(
             request, settings, target, upstream_headers(request, settings),
-            [chosen] if chosen else [],
+            [chosen] if chosen else [], pool if pool in settings.pools else None,
         )
     except GatewayError as exc:
         await client.close(code=1011, message=exc.message.encode()[:123])

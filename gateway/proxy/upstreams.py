@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Mapping
@@ -58,4 +59,14 @@ class RegionPool:
 
 
 def build_pools(regions: RegionsConfig, proxy: ProxyConfig) -> Mapping[str, RegionPool]:
-    return {name: RegionPool(region, proxy) for name, region in regions.regions.items()}
+    """A pool per region, plus `<region>:mqtt` where the region names MQTT upstreams."""
+    pools = {name: RegionPool(region, proxy) for name, region in regions.regions.items()}
+    for name, region in regions.regions.items():
+        if region.mqtt_upstreams:
+            mqtt = dataclasses.replace(region, upstreams=region.mqtt_upstreams)
+            pools[mqtt_pool(name)] = RegionPool(mqtt, proxy)
+    return pools
+
+
+def mqtt_pool(region: str) -> str:
+    return f"{region}:mqtt"

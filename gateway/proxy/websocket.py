@@ -110,9 +110,11 @@ async def connect_upstream(
     target: str,
     headers: CIMultiDict[str],
     protocols: list[str],
+    pool_name: str | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket to the first upstream of the region's pool (or `pool_name`) that takes it."""
     info = request[INFO]
-    pool = settings.pools[info.region or settings.config.regions.default]
+    pool = settings.pools[pool_name or info.region or settings.config.regions.default]
     session = request.app[CLIENT]
     for upstream in pool.candidates():
         info.upstream = upstream.label

@@ -335,3 +335,37 @@ async def test_a_revocation_ends_an_open_socket_io_connection(
         message = await ws.receive(timeout=2)
         assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
         assert ws.close_code == 1008
+
+
+async def test_mqtt_goes_to_the_regions_mqtt_upstreams(tmp_path: Path, broker: int) -> None:
+    """`regions.<r>.mqtt_upstreams`: the broker lives on another host than the API."""
+    from tests.upstream import running_upstream
+
+    seen = Upstream()
+    runner = web.AppRunner(realtime_upstream(broker, seen))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with running_upstream("api") as api:  # no MQTT there
+            config = write_config(tmp_path, {
+                "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+                "regions": {"default": "sg", "sg": {
+                    "hosts": [], "upstreams": [api],
+                    "mqtt_upstreams": [f"http://127.0.0.1:{port}"]}},
+                "policies": [str(REPO / "policies" / "default.yaml")],
+            })
+            async with in_process_gateway(config) as (url, app), \
+                    aiohttp.ClientSession() as session:
+                gw = Gateway(url, app, session, api)
+                user = await _user(gw)
+                client = MqttClient(url, user["users"][0]["_id"], user["accessToken"])
+                try:
+                    assert (await client.connect()).value == 0
+                finally:
+                    client.stop()
+                status, body, _ = await gw.call("GET", "/api/v3/x", user["accessToken"])
+                assert status == 200 and body["upstream"] == "api"  # the API stays put
+        assert seen.mqtt_connections == 1
+    finally:
+        await runner.cleanup()
