@@ -73,6 +73,7 @@ from rel_common import (
     install_stop_signals,
     jwt_claims,
     run_cli,
+    run_script,
     running_upstream,
     table,
     unique_schema,
@@ -1097,11 +1098,7 @@ async def _main(options: Options, json_path: Path | None) -> int:
 
 def main() -> int:
     options, json_path = parse()
-    try:
-        return asyncio.run(_main(options, json_path))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_script(lambda: _main(options, json_path))
 
 
 if __name__ == "__main__":

@@ -15,20 +15,26 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import asyncpg
-import yaml
-from aiohttp import web
-
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: the project's modules next to it
+    sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
+import yaml  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from tests import support  # noqa: E402
+from tests.process import gateway_command  # noqa: E402
+from tests.support import free_port as free_port  # noqa: E402  (for the scripts)
+
 POLICIES = REPO / "policies" / "default.yaml"
 DEFAULT_PG_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -37,36 +43,13 @@ LOOPBACK = "127.0.0.1"
 START_LIMIT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
 def write_config(folder: Path, overrides: dict[str, Any], name: str = "config.yaml") -> Path:
-    """A config.yaml in `folder`: HTTP on a free loopback port, no HTTPS, the repo's
-    policies, a SQLite store in the folder unless `overrides` says otherwise.
-    Relative paths (store, CA, keys) resolve against the folder, so two configs in one
-    folder share the store, keys and CA."""
-    config: dict[str, Any] = {
-        "server": {"http": {"host": LOOPBACK, "port": free_port()}, "https": None,
-                   "shutdown_timeout": "5s"},
-        "store": {"url": "sqlite:///var/gateway.db"},
-        "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": ["http://127.0.0.1:9"]}},
-        "policies": [str(POLICIES)],
-    }
-    for section, values in overrides.items():
-        if isinstance(values, dict) and isinstance(config.get(section), dict):
-            config[section] = {**config[section], **values}
-        else:
-            config[section] = values
-    path = folder / name
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def gateway_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gateway", *args]
+    """tests.support.write_config without HTTPS: HTTP on a free loopback port, the repo's
+    policies, a SQLite store in the folder unless `overrides` says otherwise. Relative
+    paths (store, CA, keys) resolve against the folder, so two configs in one folder
+    share the store, keys and CA."""
+    server = {"https": None, "shutdown_timeout": "5s", **overrides.get("server", {})}
+    return support.write_config(folder, {**overrides, "server": server}, name=name)
 
 
 def _die_with_parent() -> None:
@@ -311,6 +294,15 @@ async def drop_pg_schema(url: str, schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+def run_script(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """asyncio.run(main()), with Ctrl-C reported as exit status 130."""
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def install_stop_signals(task: asyncio.Task[Any]) -> None:

@@ -63,6 +63,7 @@ from rel_common import (
     install_stop_signals,
     jwt_claims,
     run_cli,
+    run_script,
     running_upstream,
     table,
     write_config,
@@ -955,11 +956,7 @@ async def _main(options: Options, json_path: Path | None) -> int:
 
 def main() -> int:
     options, json_path = parse()
-    try:
-        return asyncio.run(_main(options, json_path))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_script(lambda: _main(options, json_path))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from gateway.api.network import admin_token_ttl
 from gateway.api.sessions import SUCCESS
 from gateway.auth.principal import Principal
 from gateway.errors import not_found, permission_denied
-from gateway.keys import AUTH_STATE, RUNTIME, STORE, TOKENS
+from gateway.keys import FEED, RUNTIME, STORE, TOKENS
 from gateway.timefmt import iso
 
 
@@ -52,9 +52,7 @@ async def generate_admin_token(request: web.Request) -> web.Response:
         superseded, revoked = await request.app[STORE].rotate_admin_token(
             credential, config.tokens.admin_rotation_grace
         )
-    state = request.app[AUTH_STATE]
-    state.superseded.update(superseded)
-    state.revoked.update(revoked)
+    await request.app[FEED].catch_up()  # the old token's grace or end holds here at once
     answer = _token_json(token, credential.issued_at, credential.expires_at)
     # Not in the contract (docs/CONTRACT-NOTES.md): when the token the caller had stops
     # working, so the console can say so without holding that token. None: there was none.
@@ -86,13 +84,9 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
     if not allowed:
         raise permission_denied()
     async with audited(request, "admin_token.revoke", username):
-        revoked = await store.revoke_subject(principal.network_id, username, "admin")
-        ended = await store.end_console_sessions_of(principal.network_id, username)
-    state = request.app[AUTH_STATE]
-    state.revoked.update(revoked)
-    for session in ended:
-        state.ended_console_sessions[session] = store.clock()
-        state.console_sessions.pop(session, None)
+        await store.revoke_subject(principal.network_id, username, "admin")
+        await store.end_console_sessions_of(principal.network_id, username)
+    await request.app[FEED].catch_up()
     return web.json_response(SUCCESS)
 
 

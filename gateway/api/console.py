@@ -16,7 +16,7 @@ from gateway.api.sessions import SUCCESS
 from gateway.auth.console_session import COOKIE, session_hash
 from gateway.auth.passwords import hash_password, verify_password
 from gateway.errors import unauthorized
-from gateway.keys import AUTH_STATE, LOGIN_LIMITER, RUNTIME, STORE, TOKENS
+from gateway.keys import FEED, LOGIN_LIMITER, RUNTIME, STORE, TOKENS
 from gateway.requestinfo import client_address
 from gateway.timefmt import iso
 
@@ -79,7 +79,7 @@ async def logout(request: web.Request) -> web.Response:
     if cookie:
         hashed = session_hash(cookie)
         await request.app[STORE].end_console_session(hashed)
-        request.app[AUTH_STATE].ended_console_sessions[hashed] = request.app[STORE].clock()
+        await request.app[FEED].catch_up()
     response = web.json_response(SUCCESS)
     response.del_cookie(COOKIE, path="/")
     return response

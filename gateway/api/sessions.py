@@ -13,7 +13,7 @@ from gateway.api.caller import caller, network_for_api_key
 from gateway.auth.gate import user_banned
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, invalid_token, not_found, permission_denied, unauthorized
-from gateway.keys import AUTH_STATE, RUNTIME, STORE, TOKENS
+from gateway.keys import FEED, RUNTIME, STORE, TOKENS
 from gateway.policy import role_allows
 from gateway.requestinfo import INFO
 from gateway.store import User
@@ -87,8 +87,8 @@ async def create_session(request: web.Request) -> web.Response:
     token, credential = await tokens.issue(
         kind="access", network_id=network.id, subject=user_id, ttl=ttl, device_id=device_id
     )
-    for jti, exp in await store.record_credential(credential, claim_device=True):
-        tokens.state.revoked[jti] = exp  # this process at once; others through the feed
+    if await store.record_credential(credential, claim_device=True):
+        await request.app[FEED].catch_up()  # the device's earlier tokens end here at once
     request[INFO].principal = Principal(
         user_id, network.id, "access", "user", credential.jti, credential.expires_at
     )
@@ -113,8 +113,8 @@ async def revoke_sessions(request: web.Request) -> web.Response:
     if target is None:
         if principal.kind != "access":
             raise field_error("userId", "is required with an admin token")
-        await _revoke(request, await request.app[STORE].revoke_token(
-            principal.network_id, principal.token_id))
+        await request.app[STORE].revoke_token(principal.network_id, principal.token_id)
+        await request.app[FEED].catch_up()
         return web.json_response(SUCCESS)
     return await _revoke_user(request, principal, target)
 
@@ -130,8 +130,8 @@ async def _revoke_user(request: web.Request, principal: Principal, user_id: str)
     if await store.get_user(principal.network_id, user_id) is None:
         raise user_not_found()
     async with audited(request, "sessions.revoke_user", user_id):
-        revoked = await store.revoke_subject(principal.network_id, user_id, "access")
-    await _revoke(request, revoked)
+        await store.revoke_subject(principal.network_id, user_id, "access")
+    await request.app[FEED].catch_up()
     return web.json_response(SUCCESS)
 
 
@@ -143,19 +143,8 @@ async def ban_user(request: web.Request) -> web.Response:
         user = await request.app[STORE].set_banned(principal.network_id, user_id, banned)
         if user is None:
             raise user_not_found()
-    state = request.app[AUTH_STATE]
-    key = (principal.network_id, user.user_id)
-    if banned:
-        state.banned.add(key)
-    else:
-        state.banned.discard(key)
+    await request.app[FEED].catch_up()
     return web.json_response(SUCCESS)
-
-
-async def _revoke(request: web.Request, tokens: list[tuple[str, float]]) -> None:
-    state = request.app[AUTH_STATE]
-    for jti, exp in tokens:
-        state.revoked[jti] = exp
 
 
 def hash_secret(secret: str) -> str:

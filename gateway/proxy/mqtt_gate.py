@@ -35,6 +35,7 @@ from gateway.proxy.websocket import (
     MAX_MESSAGE,
     connect_upstream,
     relay,
+    requested_protocols,
     upstream_headers,
 )
 from gateway.requestinfo import INFO
@@ -59,8 +60,7 @@ async def forward_mqtt(request: web.Request, settings: Settings) -> web.StreamRe
         raise bad_request("expected a WebSocket upgrade carrying MQTT")
     info = request[INFO]
     info.region = settings.config.regions.for_host(request.host).name
-    offered = [p.strip() for v in request.headers.getall("Sec-WebSocket-Protocol", [])
-               for p in v.split(",") if p.strip()]
+    offered = requested_protocols(request)
     chosen = next((p for p in offered if p.lower() in SUBPROTOCOLS), None)
     client = web.WebSocketResponse(
         protocols=(chosen,) if chosen else (), autoping=False, max_msg_size=MAX_MESSAGE

@@ -45,7 +45,7 @@ async def forward_websocket(request: web.Request, settings: Settings) -> web.Str
     info.region = settings.config.regions.for_host(request.host).name
     target = upstream_target(request)
     upstream = await connect_upstream(
-        request, settings, target, upstream_headers(request, settings), _protocols(request)
+        request, settings, target, upstream_headers(request, settings), requested_protocols(request)
     )
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
@@ -95,7 +95,8 @@ async def relay(
         ended.cancel()
 
 
-def _protocols(request: web.Request) -> list[str]:
+def requested_protocols(request: web.Request) -> list[str]:
+    """The subprotocols the client offered, in its order."""
     return [
         item.strip()
         for value in request.headers.getall("Sec-WebSocket-Protocol", [])
