@@ -23,7 +23,9 @@ from gateway.api import (
     secure,
     sessions,
 )
+from gateway.auth.lifetimes import Lifetimes
 from gateway.auth.loader import load_token_service
+from gateway.auth.login_limits import login_limits
 from gateway.auth.ratelimit import LoginLimiter
 from gateway.auth.tokens import TokenService
 from gateway.config import Config
@@ -53,6 +55,12 @@ from gateway.runtime import Runtime, load_settings
 from gateway.store import Clock, FeedTailer, open_store
 
 SERVER_HEADER = "gateway"
+# Every built-in endpoint: compiled with the policies into the one route table.
+ENDPOINTS = (
+    *ops.ENDPOINTS, *sessions.ENDPOINTS, *admin_tokens.ENDPOINTS, *notifications.ENDPOINTS,
+    *network.ENDPOINTS, *console.ENDPOINTS, *console_ui.ENDPOINTS, *admins.ENDPOINTS,
+    *audit.ENDPOINTS, *certificates.ENDPOINTS, *secure.ENDPOINTS,
+)
 PRUNE_INTERVAL = 600.0
 
 
@@ -61,27 +69,18 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
         middlewares=[front_middleware, error_middleware, gate_middleware],
         client_max_size=config.server.max_body_bytes,
     )
-    app[RUNTIME] = Runtime(load_settings(config))
+    app[RUNTIME] = Runtime(load_settings(config, ENDPOINTS), ENDPOINTS)
     app[METRICS] = Metrics()
-    app[LOGIN_LIMITER] = LoginLimiter(clock)
+    app[LOGIN_LIMITER] = LoginLimiter(config.limits, clock)
     app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
-    app[LIVE_SOCKETS] = LiveSockets()
+    app[LIVE_SOCKETS] = LiveSockets(clock)
     app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
+    app.cleanup_ctx.append(login_limits(config))  # counters in the store (or Redis)
     app.cleanup_ctx.append(_upstream_client)
     app.on_response_prepare.append(_server_header)
     app.on_response_prepare.append(cors_headers)
-    ops.add_routes(app)
-    sessions.add_routes(app)
-    admin_tokens.add_routes(app)
-    notifications.add_routes(app)
-    network.add_routes(app)
-    console.add_routes(app)
-    console_ui.add_routes(app)
-    admins.add_routes(app)
-    audit.add_routes(app)
-    certificates.add_routes(app)
-    secure.add_routes(app)
+    console_ui.setup(app)
     proxy.add_routes(app)
     return app
 
@@ -100,7 +99,10 @@ def _store_and_feed(
             poll_interval=config.store.feed_poll_interval,
             start_seq=await store.latest_seq(),
         )
-        tokens = await load_token_service(config, store, clock)
+        runtime = app[RUNTIME]
+        tokens = await load_token_service(  # lifetime bounds follow config reloads
+            config, store, clock, lambda: Lifetimes.from_config(runtime.current.config.tokens)
+        )
         reloads: set[asyncio.Task[None]] = set()
 
         def reload_keys() -> None:

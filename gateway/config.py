@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.cors import normalize_origin
+from gateway.policy.paths import normalize_host
 
 Seconds = NewType("Seconds", float)
 """A duration in seconds, written in YAML as `30s`, `10m`, `24h`, `1d` or `0` (and `50ms`)."""
@@ -40,6 +41,9 @@ Origin = NewType("Origin", str)
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECTION_KEY = re.compile(r"^GATEWAY_([A-Z0-9]+)_([A-Z0-9_]+)$")
+# tokens.leeway stretches every token past its exp (revoked ones are remembered only that
+# long too); clocks on NTP differ by milliseconds, so minutes are never needed.
+MAX_LEEWAY = 300.0
 
 
 class ConfigError(ValueError):
@@ -92,6 +96,9 @@ class ServerConfig:
     drain_grace: Seconds = Seconds(5.0)
     # A request head (or a new connection's first one) must arrive within this: slowloris.
     header_timeout: Seconds = Seconds(20.0)
+    # A request body still on its way must keep arriving (1 KiB, or its end, within this),
+    # else 408 or a closed connection: a stalled or trickled upload holds nothing for long.
+    body_timeout: Seconds = Seconds(30.0)
     # An idle keep-alive connection is closed after this.
     keepalive_timeout: Seconds = Seconds(75.0)
     access_log: bool = True
@@ -103,6 +110,26 @@ class ProxyConfig:
     read_timeout: Seconds = Seconds(60.0)
     max_body_bytes: int = 1_073_741_824
     upstream_cooldown: Seconds = Seconds(10.0)
+    # WebSockets (and MQTT connections) one token may hold open at once; more get 429.
+    max_websockets_per_token: int = 20
+
+
+Refuse = typing.Literal["refuse", "forward"]
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Request-path spellings that upstream servers disagree about (docs/ROUTING.md).
+
+    Refused with 400 by default: a spelling the route table and an upstream could read as
+    two different resources is how a request slips past a rule.
+    """
+
+    semicolons: Refuse = "refuse"  # `/a;jsessionid=x/b`: servlet stacks drop `;...`
+    trailing_dots: Refuse = "refuse"  # `/admin.`: some servers drop a segment's trailing dot
+    encoded_slashes: Refuse = "refuse"  # `%2F`, `%5C`: forwarded unchanged when allowed
+    # `/API/v3/...`: refused when another letter case would match another route
+    letter_case: typing.Literal["refuse_ambiguous", "sensitive"] = "refuse_ambiguous"
 
 
 @dataclass(frozen=True)
@@ -132,6 +159,24 @@ class TokensConfig:
 @dataclass(frozen=True)
 class ConsoleConfig:
     session_ttl: Seconds = Seconds(12 * 3600.0)
+    # `auto`: the cookie is Secure when the request came over HTTPS (directly, or through a
+    # trusted proxy saying so); `always`: whatever the request (TLS terminated elsewhere).
+    cookie_secure: str = "auto"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Console login abuse: failed attempts per fixed window, shared by every process (the
+    store's database, or Redis), and the per-process pool that checks passwords."""
+
+    window: Seconds = Seconds(300.0)
+    failures_per_username: int = 5
+    failures_per_address: int = 10
+    failures_per_prefix: int = 50  # an IPv4 /24 or an IPv6 /64
+    hash_concurrency: int = 2  # password checks at once in one process
+    hash_queue: int = 32  # checks waiting for a slot; beyond it -> 429
+    redis_url: str | None = None  # redis://host:port/db: counters there, not in the store
+    redis_namespace: str = "gateway-login"
 
 
 @dataclass(frozen=True)
@@ -162,7 +207,7 @@ class RegionsConfig:
     def for_host(self, host: str | None) -> Region:
         """The region serving `host` (case-insensitive, port ignored), else the default."""
         if host:
-            name = _host_without_port(host)
+            name = normalize_host(host)  # the same spelling rules are matched with
             for region in self.regions.values():
                 if name in region.hosts:
                     return region
@@ -179,20 +224,13 @@ class Config:
     console: ConsoleConfig
     mtls: MtlsConfig
     regions: RegionsConfig
+    paths: PathsConfig
     policies: tuple[FilePath, ...]
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
-
-
-def _host_without_port(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):  # [::1]:8080
-        return host[1 : host.find("]")] if "]" in host else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -202,6 +240,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "tokens": TokensConfig,
     "console": ConsoleConfig,
     "mtls": MtlsConfig,
+    "limits": LimitsConfig,
+    "paths": PathsConfig,
 }
 
 
@@ -353,6 +393,11 @@ def _convert(hint: Any, value: object, where: str, base: Path) -> Any:
             f"{where}: got {value!r}, expected an origin scheme://host[:port] (no path), "
             '"*" or "null"'
         )
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(choices)}")
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: got {value!r}, expected true or false")
@@ -399,7 +444,7 @@ def _build_regions(raw: object, base: Path) -> RegionsConfig:
         }
         regions[str(name)] = Region(
             name=str(name),
-            hosts=tuple(_host_without_port(h) for h in hosts),
+            hosts=tuple(normalize_host(h) for h in hosts),
             upstreams=upstreams,
             mqtt_upstreams=mqtt_upstreams,
             **timeouts,
@@ -431,10 +476,33 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             f"store.schema: got {config.store.schema!r}, expected a lowercase SQL identifier"
         )
+    _check_limits(config)
     allowed = {"EdDSA", "ES256", "RS256", "PS256"}
     for alg in config.tokens.algorithms:
         if alg not in allowed:
             raise ConfigError(f"tokens.algorithms: got {alg!r}, expected one of {sorted(allowed)}")
+    if config.tokens.leeway > MAX_LEEWAY:
+        raise ConfigError(
+            f"tokens.leeway: got {config.tokens.leeway:g}s, expected at most 5m (300s)"
+        )
+
+
+def _check_limits(config: Config) -> None:
+    if config.console.cookie_secure not in ("auto", "always"):
+        raise ConfigError(
+            f"console.cookie_secure: got {config.console.cookie_secure!r}, expected auto or always"
+        )
+    limits = config.limits
+    if limits.window <= 0:
+        raise ConfigError(f"limits.window: got {limits.window!r}, expected more than 0")
+    for name in ("failures_per_username", "failures_per_address", "failures_per_prefix",
+                 "hash_concurrency"):
+        if getattr(limits, name) < 1:
+            raise ConfigError(f"limits.{name}: got {getattr(limits, name)}, expected at least 1")
+    url = limits.redis_url
+    if url is not None and (urlsplit(url).scheme not in ("redis", "rediss")
+                            or not urlsplit(url).hostname):
+        raise ConfigError(f"limits.redis_url: got {url!r}, expected redis://host[:port][/db]")
 
 
 def sqlite_path(config: Config) -> Path:

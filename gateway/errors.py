@@ -107,6 +107,10 @@ def permission_denied() -> GatewayError:
     return GatewayError(403, "Permission denied", code=400301)
 
 
+def user_banned() -> GatewayError:
+    return GatewayError(403, "User is global banned.", code=400312)
+
+
 def forbidden(message: str) -> GatewayError:
     return GatewayError(403, message, code=400300)
 

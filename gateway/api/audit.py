@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.api.body import field_error
 from gateway.api.caller import caller
+from gateway.api.routes import endpoint
 from gateway.keys import STORE
 from gateway.requestinfo import INFO, client_address
 from gateway.store import StoreUnavailable
@@ -100,5 +101,4 @@ async def audit_logs(request: web.Request) -> web.Response:
     })
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/audit-logs", audit_logs)
+ENDPOINTS = (endpoint("GET", "/api/v3/audit-logs", audit_logs),)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller
+from gateway.api.routes import endpoint, path_param
 from gateway.config import Config
 from gateway.errors import GatewayError, bad_request, conflict, forbidden, not_found
 from gateway.keys import CA, FEED, RUNTIME, STORE
@@ -112,7 +113,7 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 async def delete_certificate(request: web.Request) -> web.Response:
     principal = caller(request)
-    certificate_id = request.match_info["certificate_id"]
+    certificate_id = path_param(request, "certificate_id")
     store = request.app[STORE]
     listed = {c.id: c for c in await store.list_certificates(principal.network_id)}
     certificate = listed.get(certificate_id)
@@ -143,10 +144,9 @@ async def load_ca(config: Config) -> CertificateAuthority:
     return await asyncio.to_thread(read)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/networks/certificates/ca", ca_certificate)
-    app.router.add_get("/api/v3/networks/certificates", list_certificates)
-    app.router.add_post("/api/v3/networks/certificates", create_certificate)
-    app.router.add_delete(
-        "/api/v3/networks/certificates/{certificate_id}", delete_certificate
-    )
+ENDPOINTS = (
+    endpoint("GET", "/api/v3/networks/certificates/ca", ca_certificate),
+    endpoint("GET", "/api/v3/networks/certificates", list_certificates),
+    endpoint("POST", "/api/v3/networks/certificates", create_certificate),
+    endpoint("DELETE", "/api/v3/networks/certificates/{certificate_id}", delete_certificate),
+)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.api.routes import endpoint, path_param
 from gateway.errors import not_found
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console_ui" / "static"
@@ -96,11 +97,14 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def static_file(request: web.Request) -> web.Response:
-    return _answer(request, request.match_info["file"])
+    return _answer(request, path_param(request, "file"))
 
 
-def add_routes(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
     app.on_startup.append(_load)
-    app.router.add_get("/console", index)
-    app.router.add_get("/console/", index)
-    app.router.add_get("/console/{file}", static_file)
+
+
+ENDPOINTS = (
+    endpoint("GET", "/console", index),
+    endpoint("GET", "/console/{file}", static_file),
+)

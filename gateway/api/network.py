@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
+from gateway.api.routes import endpoint
 from gateway.errors import conflict, forbidden, not_found
 from gateway.keys import FEED, RUNTIME, STORE
 from gateway.store import Network
@@ -104,7 +105,8 @@ def admin_token_ttl(request: web.Request, network: Network | None) -> float:
     return float(request.app[RUNTIME].current.config.tokens.admin_token_ttl)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/networks/me", get_network)
-    app.router.add_put("/api/v3/networks/me", update_network)
-    app.router.add_put("/api/v3/network-settings/security-configs", update_security_configs)
+ENDPOINTS = (
+    endpoint("GET", "/api/v3/networks/me", get_network),
+    endpoint("PUT", "/api/v3/networks/me", update_network),
+    endpoint("PUT", "/api/v3/network-settings/security-configs", update_security_configs),
+)

@@ -15,10 +15,9 @@ from aiohttp import web
 from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
-from gateway.auth.principal import Principal
-from gateway.errors import conflict, permission_denied
+from gateway.api.routes import endpoint
+from gateway.errors import conflict
 from gateway.keys import STORE
-from gateway.policy import role_allows
 from gateway.push import EVENTS, LEVEL, MODULES, SETTING_NAME, Event, PushSetting, load
 
 
@@ -83,24 +82,15 @@ def _parse_update(body: dict[str, Any]) -> Update:
     return Update(enabled, events)
 
 
-def _console(request: web.Request) -> Principal:
-    principal = caller(request)
-    if principal.kind != "admin":  # the policy should already have refused end users
-        raise permission_denied()
-    return principal
-
-
 async def get_notification_setting(request: web.Request) -> web.Response:
-    principal = _console(request)
+    principal = caller(request)
     _check_level(request.query.get("level"))
     setting = await load(request.app[STORE], principal.network_id)
     return web.json_response(setting.answer())
 
 
 async def update_notification_setting(request: web.Request) -> web.Response:
-    principal = _console(request)
-    if not role_allows(("admin",), principal.role):
-        raise permission_denied()
+    principal = caller(request)
     update = _parse_update(await json_object(request))
 
     def change(stored: Any | None) -> dict[str, Any]:
@@ -114,6 +104,7 @@ async def update_notification_setting(request: web.Request) -> web.Response:
     return web.json_response(PushSetting.from_stored(stored).answer())
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/notification/setting", get_notification_setting)
-    app.router.add_post("/api/v3/notification/setting", update_notification_setting)
+ENDPOINTS = (
+    endpoint("GET", "/api/v3/notification/setting", get_notification_setting),
+    endpoint("POST", "/api/v3/notification/setting", update_notification_setting),
+)

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.api.routes import endpoint
 from gateway.errors import error_response
 from gateway.keys import FEED, METRICS, RUNTIME, STORE, TOKENS
 from gateway.metrics import PROMETHEUS_CONTENT_TYPE
@@ -62,8 +63,9 @@ async def jwks(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "public, max-age=60"})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/.well-known/jwks.json", jwks, name="jwks")
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/readyz", readyz, name="readyz")
-    app.router.add_get("/metrics", metrics, name="metrics")
+ENDPOINTS = (
+    endpoint("GET", "/.well-known/jwks.json", jwks),
+    endpoint("GET", "/healthz", healthz),
+    endpoint("GET", "/readyz", readyz),
+    endpoint("GET", "/metrics", metrics),
+)

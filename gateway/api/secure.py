@@ -10,11 +10,10 @@ from aiohttp import web
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
 from gateway.api.caller import caller
-from gateway.api.sessions import hash_secret
-from gateway.auth.mtls import require_pinned_certificate
-from gateway.errors import forbidden, permission_denied, unauthorized
+from gateway.api.routes import endpoint
+from gateway.auth.secrets import hash_secret
+from gateway.errors import forbidden
 from gateway.keys import RUNTIME, STORE
-from gateway.requestinfo import INFO
 from gateway.store import Network
 from gateway.timefmt import iso
 
@@ -24,13 +23,10 @@ def _secure_mode_off() -> Exception:
 
 
 async def _network_for_server_key(request: web.Request) -> Network:
-    key = request.headers.get("x-server-key", "")
-    network = await request.app[STORE].network_by_server_key_hash(hash_secret(key)) if key else None
-    if network is None:
-        raise unauthorized()
-    if request[INFO].mtls:
-        require_pinned_certificate(request, network.id)
-    if not network.use_secure_authentication:
+    """The network whose server key the request carried (the rule checked the key and,
+    with mTLS on, the client certificate); secure mode must be on."""
+    network = await request.app[STORE].get_network(caller(request).network_id)
+    if network is None or not network.use_secure_authentication:
         raise _secure_mode_off()
     return network
 
@@ -63,8 +59,6 @@ async def auth_token_v4(request: web.Request) -> web.Response:
 
 async def generate_server_key(request: web.Request) -> web.Response:
     principal = caller(request)
-    if principal.role == "super-admin":  # the contract keeps this from super admins
-        raise permission_denied()
     key = secrets.token_urlsafe(32)
     async with audited(request, "server_key.generate"):
         await request.app[STORE].set_server_key_hash(
@@ -81,8 +75,9 @@ async def server_key_info(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v3/authentication/token", auth_token_v3)
-    app.router.add_post("/api/v4/authentication/token", auth_token_v4)
-    app.router.add_post("/api/v3/networks/server-key", generate_server_key)
-    app.router.add_get("/api/v3/networks/server-key", server_key_info)
+ENDPOINTS = (
+    endpoint("GET", "/api/v3/authentication/token", auth_token_v3),
+    endpoint("POST", "/api/v4/authentication/token", auth_token_v4),
+    endpoint("POST", "/api/v3/networks/server-key", generate_server_key),
+    endpoint("GET", "/api/v3/networks/server-key", server_key_info),
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -10,11 +9,17 @@ from aiohttp import web
 from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller, network_for_api_key
-from gateway.auth.gate import user_banned
+from gateway.api.routes import endpoint, path_param
 from gateway.auth.principal import Principal
-from gateway.errors import GatewayError, invalid_token, not_found, permission_denied, unauthorized
+from gateway.auth.secrets import hash_secret
+from gateway.errors import (
+    GatewayError,
+    invalid_token,
+    not_found,
+    unauthorized,
+    user_banned,
+)
 from gateway.keys import FEED, RUNTIME, STORE, TOKENS
-from gateway.policy import role_allows
 from gateway.requestinfo import INFO
 from gateway.store import User
 from gateway.timefmt import iso
@@ -108,24 +113,21 @@ async def verify_session(request: web.Request) -> web.Response:
 
 
 async def revoke_sessions(request: web.Request) -> web.Response:
+    """The caller's own access token; with `?userId=` (a rule of its own, admins only)
+    every token of that user."""
+    if "userId" in request.query:
+        return await revoke_user_sessions(request)
     principal = caller(request)
-    target = request.query.get("userId")
-    if target is None:
-        if principal.kind != "access":
-            raise field_error("userId", "is required with an admin token")
-        await request.app[STORE].revoke_token(principal.network_id, principal.token_id)
-        await request.app[FEED].catch_up()
-        return web.json_response(SUCCESS)
-    return await _revoke_user(request, principal, target)
+    await request.app[STORE].revoke_token(principal.network_id, principal.token_id)
+    await request.app[FEED].catch_up()
+    return web.json_response(SUCCESS)
 
 
 async def revoke_user_sessions(request: web.Request) -> web.Response:
-    return await _revoke_user(request, caller(request), request.match_info["user_id"])
-
-
-async def _revoke_user(request: web.Request, principal: Principal, user_id: str) -> web.Response:
-    if principal.kind != "admin" or not role_allows(("admin",), principal.role):
-        raise permission_denied()
+    """Every access token of a user: `?userId=` or the path's `{user_id}`, admins only."""
+    principal = caller(request)
+    info = request[INFO]
+    user_id = info.params["user_id"] if "user_id" in info.params else request.query["userId"]
     store = request.app[STORE]
     if await store.get_user(principal.network_id, user_id) is None:
         raise user_not_found()
@@ -138,7 +140,7 @@ async def _revoke_user(request: web.Request, principal: Principal, user_id: str)
 async def ban_user(request: web.Request) -> web.Response:
     principal = caller(request)
     banned = request.method == "POST"
-    user_id = request.match_info["user_id"]
+    user_id = path_param(request, "user_id")
     async with audited(request, "user.ban" if banned else "user.unban", user_id):
         user = await request.app[STORE].set_banned(principal.network_id, user_id, banned)
         if user is None:
@@ -147,16 +149,11 @@ async def ban_user(request: web.Request) -> web.Response:
     return web.json_response(SUCCESS)
 
 
-def hash_secret(secret: str) -> str:
-    """Server keys and auth tokens are random 256-bit secrets: SHA-256 is enough to store."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def add_routes(app: web.Application) -> None:
-    for path in ("/api/v3/sessions", "/api/v4/sessions", "/api/v5/sessions", "/api/v3/session"):
-        app.router.add_post(path, create_session)
-    app.router.add_get("/api/v3/sessions", verify_session)
-    app.router.add_delete("/api/v4/sessions", revoke_sessions)
-    app.router.add_delete("/api/v4/sessions/users/{user_id}", revoke_user_sessions)
-    app.router.add_post("/api/v3/users/{user_id}/ban", ban_user)
-    app.router.add_delete("/api/v3/users/{user_id}/ban", ban_user)
+ENDPOINTS = (
+    *(endpoint("POST", path, create_session) for path in (
+        "/api/v3/sessions", "/api/v4/sessions", "/api/v5/sessions", "/api/v3/session")),
+    endpoint("GET", "/api/v3/sessions", verify_session),
+    endpoint("DELETE", "/api/v4/sessions", revoke_sessions),
+    endpoint("DELETE", "/api/v4/sessions/users/{user_id}", revoke_user_sessions),
+    endpoint("POST DELETE", "/api/v3/users/{user_id}/ban", ban_user),
+)

@@ -1,4 +1,4 @@
-"""The console cookie: what it is called and how a request's cookie becomes a principal."""
+"""The console cookie: what it is called and how a request's cookie becomes a credential."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 from aiohttp import web
 
-from gateway.auth.principal import Principal
+from gateway.auth.decision import BadCredential, ConsoleCredential, Reason
 from gateway.keys import AUTH_STATE, STORE
 
 COOKIE = "gateway_console"
@@ -17,22 +17,19 @@ def session_hash(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-async def console_principal(request: web.Request, cookie: str) -> Principal | None:
-    """The admin a console cookie stands for, or None (unknown, ended or expired)."""
+async def console_session(app: web.Application, cookie: str) -> ConsoleCredential | BadCredential:
+    """The session a console cookie stands for (read from the store once, then kept in
+    memory); whether it has ended or expired is the decision's to say."""
     hashed = session_hash(cookie)
-    state = request.app[AUTH_STATE]
-    if hashed in state.ended_console_sessions:
-        return None
-    store = request.app[STORE]
+    state = app[AUTH_STATE]
     session = state.console_sessions.get(hashed)
     if session is None:
-        row = await store.console_session(hashed)
+        if hashed in state.ended_console_sessions:
+            return BadCredential(Reason.SESSION_ENDED)
+        row = await app[STORE].console_session(hashed)
         if row is None:
-            return None
+            return BadCredential(Reason.SESSION_ENDED)
         session = (row["network_id"], row["username"], row["role"], float(row["expires_at"]))
         state.console_sessions[hashed] = session
     network_id, username, role, expires_at = session
-    if expires_at < store.clock():
-        return None
-    return Principal(user_id=username, network_id=network_id, kind="admin", role=role,
-                     expires_at=expires_at)
+    return ConsoleCredential(hashed, network_id, username, role, expires_at)

@@ -1,94 +1,118 @@
-"""The credential check a policy rule asks for: request + rule -> Principal or an error."""
+"""The HTTP side of the auth decision: find the credential a request presents (the
+I/O: signature check, console-session or server-key lookup), then ask
+`gateway.auth.decision.decide` and turn a refusal into the contract's error."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth.console_session import COOKIE, console_principal
-from gateway.auth.mtls import require_pinned_certificate
-from gateway.auth.principal import Principal
-from gateway.auth.tokens import bearer_token
-from gateway.errors import (
-    GatewayError,
-    invalid_token,
-    permission_denied,
-    unauthorized,
-    unavailable,
+from gateway.auth.console_session import COOKIE, console_session
+from gateway.auth.decision import (
+    NO_CREDENTIAL,
+    Allowed,
+    BadCredential,
+    ConsoleCredential,
+    Credential,
+    Reason,
+    Refused,
+    RequestFacts,
+    ServerKeyCredential,
+    TokenCredential,
+    decide,
 )
-from gateway.keys import AUTH_STATE, FEED, RUNTIME, TOKENS
-from gateway.policy import Auth, Rule, role_allows
+from gateway.auth.secrets import hash_secret
+from gateway.auth.tokens import TokenService, bearer_token
+from gateway.cors import normalize_origin
+from gateway.errors import GatewayError
+from gateway.keys import AUTH_STATE, FEED, METRICS, STORE, TOKENS
+from gateway.policy import Auth, Rule
 from gateway.proxy.headers import is_websocket_upgrade
-from gateway.requestinfo import INFO
-from gateway.timefmt import iso
+from gateway.requestinfo import INFO, RequestInfo, request_scheme
+
+_UNCHECKED = (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT)  # rules that read no credential
 
 
-def user_banned() -> GatewayError:
-    return GatewayError(403, "User is global banned.", code=400312)
+def refusal_error(refused: Refused) -> GatewayError:
+    return GatewayError(refused.status, refused.message, code=refused.code)
 
 
-def request_token(request: web.Request) -> str | None:
-    """The bearer token; on WebSocket upgrades `?token=` too (browsers cannot set headers)."""
+def token_credential(tokens: TokenService, token: str) -> Credential:
+    try:
+        return TokenCredential(tokens.decode(token))
+    except GatewayError:
+        return BadCredential(Reason.MALFORMED)
+
+
+async def presented_credential(request: web.Request, rule: Rule) -> Credential:
+    """What the request offers for `rule`: a bearer token (on WebSocket upgrades also
+    `?token=`, browsers cannot set headers there), else the console cookie; the server
+    key for `auth: server_key` rules. Rules that need none look at nothing."""
+    if rule.auth in _UNCHECKED:
+        return NO_CREDENTIAL
+    if rule.auth is Auth.SERVER_KEY:
+        key = request.headers.get("x-server-key", "")
+        network = await request.app[STORE].network_by_server_key_hash(hash_secret(key)) \
+            if key else None
+        return ServerKeyCredential(network.id) if network else BadCredential(
+            Reason.WRONG_SERVER_KEY)
+    info = request[INFO]
     token = bearer_token(request.headers.get("Authorization"))
     if token is None and is_websocket_upgrade(request.headers):
         token = request.query.get("token")
-    return token
+        info.token_in_query = token is not None
+    if token is not None:
+        return token_credential(request.app[TOKENS], token)
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        return await console_session(request.app, cookie)
+    return NO_CREDENTIAL
 
 
-def _refuse_when_stale(request: web.Request) -> None:
-    """503 once the change feed has been unreadable for longer than the configured bound:
-    a revocation made meanwhile elsewhere could not have reached this process."""
-    staleness = request.app[FEED].staleness()
-    bound = request.app[RUNTIME].current.config.store.max_staleness
-    if staleness > bound:
-        raise unavailable(
-            f"token state is stale: the store has been unreachable for {staleness:.0f}s"
-            f" (bound {bound:.0f}s)"
-        )
-
-
-async def authenticate(request: web.Request, rule: Rule) -> Principal | None:
-    """None for public routes; else the caller, or the contract's 401/403."""
-    if rule.auth is Auth.PUBLIC or rule.auth is Auth.MQTT_CONNECT:
-        return None
-    if not rule.serve_stale:
-        _refuse_when_stale(request)
-    token = request_token(request)
-    if token is None:
-        cookie = request.cookies.get(COOKIE)
-        principal = await console_principal(request, cookie) if cookie else None
-        if principal is None:
-            raise unauthorized()
-        if rule.auth is Auth.ACCESS_TOKEN:
-            raise invalid_token()
-        if rule.mtls:
-            require_pinned_certificate(request, principal.network_id)
-        if not role_allows(rule.roles, principal.role):
-            raise permission_denied()
-        return principal
-    tokens = request.app[TOKENS]
-    claims = await tokens.verify(token)
-    grace_end = tokens.state.superseded.get(claims.jti)
-    if grace_end is not None:
-        request[INFO].warning = (
-            f'299 gateway "admin token superseded; valid until {iso(grace_end)}"'
-        )
-    if rule.auth is Auth.ACCESS_TOKEN and claims.kind != "access":
-        raise invalid_token()
-    if rule.auth is Auth.ADMIN_TOKEN and claims.kind != "admin":
-        raise permission_denied()
-    principal = Principal(
-        user_id=claims.sub,
-        network_id=claims.nid,
-        kind=claims.kind,
-        role=claims.role if claims.kind == "admin" and claims.role else "user",
-        token_id=claims.jti,
-        expires_at=claims.exp,
+def request_facts(request: web.Request, info: RequestInfo) -> RequestFacts:
+    scheme = request_scheme(request)
+    origin = request.headers.get("Origin")
+    return RequestFacts(
+        method=request.method,
+        client_cert=info.client_cert,
+        upgrade=is_websocket_upgrade(request.headers),
+        content_type=request.headers.get("Content-Type"),
+        origin=normalize_origin(origin) or origin if origin is not None else None,
+        fetch_site=request.headers.get("Sec-Fetch-Site"),
+        own_origin=normalize_origin(f"{scheme}://{request.host}"),
     )
-    if principal.kind == "access":
-        if request.app[AUTH_STATE].is_banned(principal.network_id, principal.user_id):
-            raise user_banned()
-    elif rule.mtls:  # end users have no certificates: pinning is for admin credentials
-        require_pinned_certificate(request, principal.network_id)
-    if not role_allows(rule.roles, principal.role):
-        raise permission_denied()
-    return principal
+
+
+def staleness_reason(request: web.Request, info: RequestInfo) -> str | None:
+    """Why the in-memory token state cannot be trusted (the change feed unreadable past
+    `store.max_staleness`: a revocation made elsewhere could be missing), else None."""
+    staleness = request.app[FEED].staleness()
+    bound = info.settings.config.store.max_staleness
+    if staleness <= bound:
+        return None
+    return (f"token state is stale: the store has been unreachable for {staleness:.0f}s"
+            f" (bound {bound:.0f}s)")
+
+
+async def authorize(request: web.Request, rule: Rule) -> None:
+    """Enforce `rule` on the request: the caller's principal and `Warning` into the
+    request's context, or the contract's 401/403/415/503 (the reason counted)."""
+    info = request[INFO]
+    credential = await presented_credential(request, rule)
+    state = request.app[AUTH_STATE]
+    checked = rule.auth not in _UNCHECKED
+    # Only a console cookie needs the origin facts (CSRF): tokens skip the header reads.
+    facts = (request_facts(request, info) if isinstance(credential, ConsoleCredential)
+             else RequestFacts(request.method, info.client_cert))
+    decision = decide(
+        rule, credential, state, state.clock(),
+        leeway=request.app[TOKENS].leeway, facts=facts,
+        stale=staleness_reason(request, info) if checked and not rule.serve_stale else None,
+    )
+    if isinstance(decision, Refused):
+        info.refusal = decision.reason.value
+        info.warning = decision.warning
+        request.app[METRICS].observe_refusal(rule.name, decision.reason.value)
+        raise refusal_error(decision)
+    assert isinstance(decision, Allowed)
+    info.principal = decision.principal
+    info.warning = decision.warning

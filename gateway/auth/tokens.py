@@ -14,12 +14,14 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from gateway.auth.claims import Claims
+from gateway.auth.ecdsa import install_low_s_signing, token_is_high_s
 from gateway.auth.keyring import KeyRing
+from gateway.auth.lifetimes import Lifetimes
 from gateway.auth.sealing import Sealer
 from gateway.auth.state import AuthState
 from gateway.errors import GatewayError, invalid_token, token_expired
@@ -31,18 +33,8 @@ REQUIRED_CLAIMS = ("iss", "sub", "iat", "exp", "jti", "nid", "kind")
 KINDS = ("access", "admin")
 CACHE_ENTRIES = 200_000
 
-
-@dataclass(frozen=True, slots=True)
-class Claims:
-    sub: str
-    nid: str
-    kind: str
-    jti: str
-    iat: float
-    exp: float
-    kid: str
-    did: str | None = None
-    role: str | None = None
+# Every token this process signs goes through pyjwt's registry: make its ECDSA low-S.
+install_low_s_signing()
 
 
 class VerifiedCache:
@@ -102,6 +94,7 @@ class TokenService:
         algorithms: tuple[str, ...],
         leeway: float,
         clock: Callable[[], float] = time.time,
+        lifetimes: Callable[[], Lifetimes] | None = None,
     ) -> None:
         self.ring = ring
         self.state = state
@@ -109,7 +102,17 @@ class TokenService:
         self._algorithms = algorithms
         self._leeway = leeway
         self._clock = clock
+        # Asked on every decode, so that a reload raising a lifetime never refuses the
+        # longer tokens issued under it (and a lowered one ends them, as a restart would).
+        self._lifetimes = lifetimes or Lifetimes
         self.cache = VerifiedCache(clock=clock)
+
+    def forget_key(self, kid: str) -> None:
+        """A key was revoked: its tokens are refused from now on, cached ones included
+        (the whole cache goes: revocations are rare, and each live token is checked again
+        once, about 0.2 ms)."""
+        self.ring.forget(kid)
+        self.cache.clear()
 
     # -- issue ----------------------------------------------------------------------
 
@@ -125,6 +128,8 @@ class TokenService:
         now: float | None = None,
     ) -> tuple[str, IssuedCredential]:
         """Sign a token; the caller records the returned credential in the store."""
+        if not self.ring.loaded:  # the signer was just revoked: fetch its replacement
+            await self.ring.load()
         key = self.ring.signer()
         issued = self._clock() if now is None else now
         expires = issued + ttl
@@ -169,12 +174,36 @@ class TokenService:
 
     # -- verify ---------------------------------------------------------------------
 
-    async def verify(self, token: str) -> Claims:
-        """Claims of a valid token; GatewayError "token expired" or "Invalid token" else."""
+    @property
+    def leeway(self) -> float:
+        return self._leeway
+
+    def decode(self, token: str) -> Claims:
+        """Claims of a token whose signature and shape are sound, cached until it expires;
+        GatewayError "Invalid token" else. Expiry, revocation and the rest of what can
+        change after issue are decided by gateway.auth.decision."""
         claims = self.cache.get(token)
         if claims is None:
             claims = self._decode(token)
             self.cache.put(token, claims, claims.exp + self._leeway)
+        return claims
+
+    def issued_here(self, token: str) -> bool:
+        """Whether `token` names one of the gateway's keys (signature not checked): cheap
+        enough to decide that a bearer on a public route is never forwarded."""
+        if self.cache.get(token) is not None:
+            return True
+        if token.count(".") != 2 or len(token) > MAX_TOKEN_BYTES or not token.isascii():
+            return False
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return False
+        return isinstance(kid, str) and self.ring.verifier(kid) is not None
+
+    async def verify(self, token: str) -> Claims:
+        """Claims of a valid token; GatewayError "token expired" or "Invalid token" else."""
+        claims = self.decode(token)
         if claims.exp + self._leeway < self._clock():
             raise token_expired()
         if self.state.is_revoked(claims.jti):
@@ -200,6 +229,8 @@ class TokenService:
             raise invalid_token()
         if set(header) - {"alg", "kid", "typ"}:
             raise invalid_token()  # jku, x5u, jwk, crit ...: nothing else is honoured
+        if token_is_high_s(key.algorithm, token):
+            raise invalid_token()  # the twin of a valid signature: not what we signed
         try:
             payload = jwt.decode(
                 token, key.public_key, algorithms=[key.algorithm], issuer=ISSUER,
@@ -208,7 +239,17 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise invalid_token() from None
-        return _claims(payload, key.kid, key.retired_at)
+        claims = _claims(payload, key.kid, key.retired_at)
+        self._check_times(claims)
+        return claims
+
+    def _check_times(self, claims: Claims) -> None:
+        """Refuse what the gateway cannot have issued: a lifetime longer than any it gives
+        the token's kind, or an issue time in the future."""
+        if claims.exp - claims.iat > self._lifetimes().of(claims.kind) + self._leeway:
+            raise invalid_token()
+        if claims.iat > self._clock() + self._leeway:
+            raise invalid_token()
 
 
 def _claims(payload: dict[str, Any], kid: str, retired_at: float | None) -> Claims:

@@ -17,7 +17,7 @@ from gateway.policy.model import (
     Rule,
     role_allows,
 )
-from gateway.policy.paths import UnsafePath, normalize_host, normalize_path
+from gateway.policy.paths import PathOptions, UnsafePath, normalize_host, normalize_path
 
 __all__ = [
     "CONSOLE_ROLES",
@@ -25,6 +25,7 @@ __all__ = [
     "ROLES",
     "USER_ROLE",
     "Auth",
+    "PathOptions",
     "PolicyError",
     "PolicySet",
     "Rule",

@@ -28,8 +28,11 @@ from gateway.policy.model import (
 )
 from gateway.policy.paths import normalize_host
 
-_RULE_KEYS = ("name", "match", "auth", "roles", "mtls", "stale")
-_MATCH_KEYS = ("path", "methods", "hosts")
+_RULE_KEYS = ("name", "match", "auth", "roles", "exclude_roles", "superseded", "mtls", "stale")
+_MATCH_KEYS = ("path", "methods", "hosts", "query")
+_QUERY_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,64}")
+# Credentials with no role: a role condition on them can never hold.
+_NO_ROLES = (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT, Auth.SERVER_KEY)
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _AUTH_NAMES = tuple(a.value for a in Auth)
@@ -138,9 +141,13 @@ def _parse_rule(where: _Where, item: object, index: int) -> Rule:
         path=_path(where, match.get("path")),
         methods=_methods(where, match),
         hosts=_hosts(where, match),
+        query=_query(where, match),
         auth=auth,
         roles=_roles(where, item, auth),
-        mtls=_mtls(where, item),
+        exclude_roles=_exclude_roles(where, item, auth),
+        allow_superseded=_superseded(where, item),
+        mtls=_mtls(where, item) is not False,
+        mtls_credentials=ADMIN_CREDENTIALS if _mtls(where, item) == "admin" else None,
         serve_stale=_stale(where, item),
         source=where.source,
         index=index,
@@ -183,7 +190,11 @@ def _methods(where: _Where, match: Mapping[str, object]) -> frozenset[str] | Non
         if entry.upper() not in HTTP_METHODS:
             expected = f"one of {', '.join(HTTP_METHODS)}"
             raise where.error(f"match.methods[{i}]", _got(entry, expected))
-    return frozenset(entry.upper() for entry in entries)
+    methods = frozenset(entry.upper() for entry in entries)
+    if "HEAD" in methods and "GET" not in methods:
+        # HEAD is matched as GET everywhere: a HEAD-only rule would silently cover GET.
+        raise where.error("match.methods", _got(entries, "GET with HEAD (HEAD follows GET)"))
+    return methods
 
 
 def _hosts(where: _Where, match: Mapping[str, object]) -> frozenset[str] | None:
@@ -229,13 +240,39 @@ def _roles(where: _Where, item: Mapping[str, object], auth: Auth) -> tuple[str, 
         if entry not in roles:
             roles.append(entry)
     # Refuse combinations that can never admit anyone: they are always a mistake.
-    if roles and auth in (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT):
+    if roles and auth in _NO_ROLES:
         raise where.error("roles", _got(value, f"no roles with auth {auth.value} (no token)"))
     if auth is Auth.ADMIN_TOKEN and USER_ROLE in roles:
         raise where.error("roles", _got(value, "console roles with auth admin_token"))
     if auth is Auth.ACCESS_TOKEN and any(r in CONSOLE_ROLES for r in roles):
         raise where.error("roles", _got(value, "only user with auth access_token"))
     return tuple(roles)
+
+
+def _exclude_roles(where: _Where, item: Mapping[str, object], auth: Auth) -> tuple[str, ...]:
+    value = item.get("exclude_roles", [])
+    if not isinstance(value, list) or not all(entry in ROLES for entry in value):
+        raise where.error("exclude_roles", _got(value, f"a list of roles ({', '.join(ROLES)})"))
+    if value and auth in _NO_ROLES:
+        raise where.error("exclude_roles", _got(value, f"no roles with auth {auth.value}"))
+    return tuple(dict.fromkeys(value))
+
+
+def _superseded(where: _Where, item: Mapping[str, object]) -> bool:
+    value = item.get("superseded", "allow")
+    if value not in ("allow", "refuse"):
+        raise where.error("superseded", _got(value, "allow or refuse"))
+    return value == "allow"
+
+
+def _query(where: _Where, match: Mapping[str, object]) -> frozenset[str]:
+    if "query" not in match:
+        return frozenset()
+    entries = _string_list(where, "match.query", match["query"], "query parameter names")
+    for i, entry in enumerate(entries):
+        if not _QUERY_NAME.fullmatch(entry):
+            raise where.error(f"match.query[{i}]", _got(entry, "a query parameter name"))
+    return frozenset(entries)
 
 
 def _stale(where: _Where, item: Mapping[str, object]) -> bool:
@@ -245,8 +282,11 @@ def _stale(where: _Where, item: Mapping[str, object]) -> bool:
     return value == "serve"
 
 
-def _mtls(where: _Where, item: Mapping[str, object]) -> bool:
+ADMIN_CREDENTIALS = frozenset({"admin_token", "console_session"})
+
+
+def _mtls(where: _Where, item: Mapping[str, object]) -> bool | str:
     value = item.get("mtls", False)
-    if not isinstance(value, bool):
-        raise where.error("mtls", _got(value, "true or false"))
+    if not isinstance(value, bool) and value != "admin":
+        raise where.error("mtls", _got(value, "true, false or admin"))
     return value

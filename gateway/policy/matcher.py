@@ -72,15 +72,14 @@ class _Node:
     step: dict[str, tuple[_Node, ...]] = field(default_factory=dict)  # literal -> reached
 
 
-def _build(rules: Sequence[Rule]) -> _Node:
+def _build(patterns: Sequence[tuple[str, str]]) -> _Node:
+    """A trie of (pattern, where) pairs; `where` names the pattern in error messages."""
     root = _Node()
-    for position, rule in enumerate(rules):
+    for position, (pattern, where) in enumerate(patterns):
         try:
-            segments = parse_pattern(rule.path)
+            segments = parse_pattern(pattern)
         except ValueError as exc:
-            raise PolicyError(
-                f"{rule.source}: rule {rule.name!r}: match.path: got {rule.path!r}, expected {exc}"
-            ) from None
+            raise PolicyError(f"{where}: match.path: got {pattern!r}, expected {exc}") from None
         node = root
         for segment in segments:
             node = _child(node, segment)
@@ -122,25 +121,16 @@ def _close(root: _Node) -> None:
         stack.extend((child, False) for child in (node.star, node.globstar) if child is not None)
 
 
-@dataclass(frozen=True)
-class PolicySet:
-    """Rules in precedence order (first wins), compiled once; `match` does no I/O."""
+class PathTrie:
+    """Path patterns compiled once; `states` walks a normalised path through them."""
 
-    rules: tuple[Rule, ...]
-    _root: _Node = field(init=False, repr=False, compare=False)
-    _uses_hosts: bool = field(init=False, repr=False, compare=False)
+    __slots__ = ("_root",)
 
-    def __post_init__(self) -> None:
-        _check_unique_names(self.rules)
-        object.__setattr__(self, "_root", _build(self.rules))
-        object.__setattr__(self, "_uses_hosts", any(r.hosts for r in self.rules))
+    def __init__(self, patterns: Sequence[tuple[str, str]]) -> None:
+        self._root = _build(patterns)
 
-    def match(self, method: str, host: str | None, path: str) -> Rule | None:
-        """The first rule matching the request, or None (the caller answers 404).
-
-        `path` is the output of `normalize_path` (no query string); `host` may carry a
-        port and any case; `method` any case.
-        """
+    def states(self, path: str) -> tuple[_Node, ...]:
+        """The trie nodes `path` reaches (empty: no pattern can match)."""
         states = self._root.closure
         for raw in path.split("/"):
             if not raw:
@@ -156,11 +146,51 @@ class PolicySet:
                 # Several `**` can reach one node: dedupe so the live set stays small.
                 states = _unique(reached)
             if not states:
-                return None
-        return self._pick(states, method.upper(), host)
+                return ()
+        return states
 
-    def _pick(self, states: tuple[_Node, ...], method: str, host: str | None) -> Rule | None:
+    def matches(self, path: str) -> list[int]:
+        """Positions of every pattern matching `path`, ascending."""
+        return sorted({position for node in self.states(path) for position in node.ends})
+
+
+def request_method(method: str) -> str:
+    """The method rules and endpoints are matched with: HEAD is GET without a body."""
+    upper = method.upper()
+    return "GET" if upper == "HEAD" else upper
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Rules in precedence order (first wins), compiled once; `match` does no I/O."""
+
+    rules: tuple[Rule, ...]
+    _trie: PathTrie = field(init=False, repr=False, compare=False)
+    _uses_hosts: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_unique_names(self.rules)
+        patterns = [(r.path, f"{r.source}: rule {r.name!r}") for r in self.rules]
+        object.__setattr__(self, "_trie", PathTrie(patterns))
+        object.__setattr__(self, "_uses_hosts", any(r.hosts for r in self.rules))
+
+    def match(self, method: str, host: str | None, path: str, query: str = "") -> Rule | None:
+        """The first rule matching the request, or None (the caller answers 404).
+
+        `path` is the output of `normalize_path` (no query string); `host` may carry a
+        port and any case; `method` any case (HEAD matches as GET); `query` the raw query
+        string, read only by rules with `match.query`.
+        """
+        states = self._trie.states(path)
+        if not states:
+            return None
+        return self._pick(states, request_method(method), host, query)
+
+    def _pick(
+        self, states: tuple[_Node, ...], method: str, host: str | None, query: str
+    ) -> Rule | None:
         wanted_host = normalize_host(host) if host is not None and self._uses_hosts else None
+        present: frozenset[str] | None = None
         best = len(self.rules)
         for node in states:
             for position in node.ends:
@@ -171,9 +201,23 @@ class PolicySet:
                     continue
                 if rule.hosts is not None and wanted_host not in rule.hosts:
                     continue
+                if rule.query:
+                    if present is None:
+                        present = query_names(query)
+                    if not rule.query <= present:
+                        continue
                 best = position
                 break
         return self.rules[best] if best < len(self.rules) else None
+
+
+def query_names(query: str) -> frozenset[str]:
+    """The parameter names present in a raw query string, decoded (`a=1&b` -> {a, b})."""
+    return frozenset(
+        unquote(item.partition("=")[0].replace("+", " "))
+        for item in query.split("&")
+        if item.partition("=")[0]
+    )
 
 
 def _unique(nodes: Sequence[_Node]) -> tuple[_Node, ...]:

@@ -23,6 +23,8 @@ class Auth(enum.StrEnum):
     # MQTT over WebSocket: the access token is the CONNECT packet's password, checked
     # by the gateway before the broker is connected to (the upgrade itself is public).
     MQTT_CONNECT = "mqtt_connect"
+    # The network's server key in `x-server-key` (the customer's own server calling).
+    SERVER_KEY = "server_key"
 
 
 CONSOLE_ROLES: tuple[str, ...] = ("moderator", "admin", "super-admin")
@@ -70,7 +72,18 @@ class Rule:
     methods: frozenset[str] | None = None
     hosts: frozenset[str] | None = None
     roles: tuple[str, ...] = ()
+    # Roles refused even when `roles` admits them (super admins may not rotate a token).
+    exclude_roles: tuple[str, ...] = ()
+    # Query parameters that must be present for the rule to match (`?userId=`).
+    query: frozenset[str] = frozenset()
+    # Whether an admin token in its rotation grace may pass: ordinary calls yes, but not
+    # reading or making credentials, nor revoking: a thief must not outlive a rotation.
+    allow_superseded: bool = True
     mtls: bool = False
+    # With `mtls`: the credentials pinning applies to; None = every credential. `mtls:
+    # admin` in YAML pins admin tokens and console sessions and lets end users' access
+    # tokens through (phones carry no client certificates).
+    mtls_credentials: frozenset[str] | None = None
     # When the store has been unreachable past store.max_staleness, the in-memory token
     # state may miss revocations: refuse (503) unless the rule says `stale: serve`.
     serve_stale: bool = False
@@ -83,11 +96,16 @@ class Rule:
         set_ = object.__setattr__
         set_(self, "auth", Auth(self.auth))
         if self.methods is not None:
-            set_(self, "methods", frozenset(m.upper() for m in self.methods))
+            # HEAD is matched as GET (a HEAD is a GET without its body), so a rule written
+            # for GET covers it and `HEAD` in a list adds nothing.
+            methods = {m.upper() for m in self.methods}
+            set_(self, "methods", frozenset("GET" if m == "HEAD" else m for m in methods))
         if self.hosts is not None:
             set_(self, "hosts", frozenset(normalize_host(h) for h in self.hosts))
         set_(self, "roles", tuple(self.roles))
+        set_(self, "exclude_roles", tuple(self.exclude_roles))
+        set_(self, "query", frozenset(self.query))
 
     def admits(self, role: str) -> bool:
-        """Whether a principal with `role` passes this rule's `roles`."""
-        return role_allows(self.roles, role)
+        """Whether a principal with `role` passes this rule's `roles` and `exclude_roles`."""
+        return role not in self.exclude_roles and role_allows(self.roles, role)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 # What RFC 3986 allows unencoded in a path (pchar and "/"), "%" aside.
@@ -28,7 +29,19 @@ class UnsafePath(ValueError):
     """The path is refused; `str(exc)` is a short reason fit for a log line."""
 
 
-def normalize_path(raw: str) -> str:
+@dataclass(frozen=True, slots=True)
+class PathOptions:
+    """Which ambiguous spellings pass (config `paths:`); everything else is refused."""
+
+    semicolons: bool = False  # `;` anywhere in the path (matrix / servlet parameters)
+    trailing_dots: bool = False  # a segment ending in "." (`/audit-logs.`)
+    encoded_slashes: bool = False  # `%2F` / `%5C`, then kept encoded, never decoded
+
+
+STRICT = PathOptions()
+
+
+def normalize_path(raw: str, options: PathOptions = STRICT) -> str:
     """Canonical, still percent-encoded form of a raw request path (no query string).
 
     - refuses: no leading "/", NUL, control characters, backslash, "?" or "#", malformed
@@ -37,13 +50,16 @@ def normalize_path(raw: str) -> str:
     - decodes escaped unreserved characters (`/ap%69` -> `/api`) and uppercases the hex
       of the other escapes (`%c3%a9` -> `%C3%A9`), so a literal rule cannot be dodged;
     - percent-encodes characters that may not appear raw (space, `|`, non-ASCII as UTF-8);
-    - collapses repeated slashes (`//a///b` -> `/a/b`); a trailing slash is kept.
+    - collapses repeated slashes (`//a///b` -> `/a/b`); a trailing slash is kept;
+    - by `options`: refuses `;`, segments ending in ".", encoded slashes (the default).
     """
     if not raw.startswith("/"):
         raise UnsafePath("path must start with /")
-    if _PLAIN.fullmatch(raw) and "//" not in raw and "/." not in raw:
+    if _PLAIN.fullmatch(raw) and "//" not in raw and "/." not in raw and ";" not in raw:
+        if not options.trailing_dots and (raw.endswith(".") or "./" in raw):
+            raise UnsafePath("segment ending in '.' in path")
         return raw
-    decoded = _canonical_escapes(raw)
+    decoded = _canonical_escapes(raw, options.encoded_slashes)
     if "%" in decoded and _OVERLONG.search(decoded):
         raise UnsafePath("overlong UTF-8 in path")
     segments = [s for s in decoded.split("/") if s]
@@ -51,19 +67,23 @@ def normalize_path(raw: str) -> str:
         # "..;x" is treated as ".." by servlet-style upstreams (path parameters).
         if segment.split(";", 1)[0] in (".", ".."):
             raise UnsafePath("dot segment in path")
+        if not options.trailing_dots and segment.endswith("."):
+            raise UnsafePath("segment ending in '.' in path")
+    if not options.semicolons and ";" in decoded:
+        raise UnsafePath("';' in path")
     if not segments:
         return "/"
     trailing = "/" if decoded.endswith("/") else ""
     return "/" + "/".join(segments) + trailing
 
 
-def _canonical_escapes(raw: str) -> str:
+def _canonical_escapes(raw: str, keep_slashes: bool = False) -> str:
     out: list[str] = []
     i, end = 0, len(raw)
     while i < end:
         char = raw[i]
         if char == "%":
-            out.append(_escape(raw, i))
+            out.append(_escape(raw, i, keep_slashes))
             i += 3
             continue
         code = ord(char)
@@ -83,7 +103,7 @@ def _canonical_escapes(raw: str) -> str:
     return "".join(out)
 
 
-def _escape(raw: str, i: int) -> str:
+def _escape(raw: str, i: int, keep_slashes: bool = False) -> str:
     """Canonical form of the escape starting at raw[i] (which is "%")."""
     pair = raw[i + 1 : i + 3]
     if len(pair) != 2 or not _HEX.issuperset(pair):
@@ -95,6 +115,8 @@ def _escape(raw: str, i: int) -> str:
     if code == 0:
         raise UnsafePath("NUL byte in path")
     if char in "/\\":
+        if keep_slashes:  # forwarded as sent; the matcher sees one segment, not two
+            return "%" + pair.upper()
         raise UnsafePath("encoded slash or backslash in path")
     if code < 0x20 or code == 0x7F:
         raise UnsafePath("control character in path")

@@ -19,17 +19,22 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.auth.tokens import bearer_token
 from gateway.errors import GatewayError, too_large
-from gateway.keys import CLIENT, METRICS, PUSH_HEADERS, UPSTREAMS
+from gateway.keys import CLIENT, METRICS, PUSH_HEADERS, TOKENS, UPSTREAMS
 from gateway.metrics import Metrics
-from gateway.proxy.headers import forwarded_request_headers, forwarded_response_headers
+from gateway.proxy.headers import (
+    forwarded_request_headers,
+    forwarded_response_headers,
+    without_query_parameter,
+)
 from gateway.proxy.upstream_client import (
     UpstreamBroken,
     UpstreamRefused,
     UpstreamTimeout,
 )
 from gateway.proxy.upstreams import RegionPool, Upstream
-from gateway.requestinfo import INFO
+from gateway.requestinfo import INFO, stamp
 from gateway.runtime import Settings
 
 log = logging.getLogger("gateway.proxy")
@@ -70,15 +75,20 @@ class _StreamedBody:
 
 
 def upstream_target(request: web.Request) -> str:
-    """The normalised path and the query exactly as the client encoded it: a decoded
-    query would turn `%20` into a raw space (a broken request line) and `%23` into `#`."""
-    query = request.raw_path.partition("?")[2]
-    return request[INFO].path + (f"?{query}" if query else "")
+    """The normalised path and the query exactly as the client encoded it (a decoded
+    query would turn `%20` into a raw space and `%23` into `#`), minus `token` when the
+    gateway authenticated the upgrade with it: the credential stops here."""
+    info = request[INFO]
+    query = info.query
+    if info.token_in_query:
+        query = without_query_parameter(query, "token")
+    return info.path + (f"?{query}" if query else "")
 
 
 def upstream_request_headers(request: web.Request, settings: Settings) -> CIMultiDict[str]:
-    """The client's headers as the upstream gets them, with the caller's identity added."""
+    """The client's headers through the outbound filter, with the caller's identity added."""
     info = request[INFO]
+    principal = info.principal
     headers = forwarded_request_headers(
         request.headers,
         peer=request.remote,
@@ -86,20 +96,26 @@ def upstream_request_headers(request: web.Request, settings: Settings) -> CIMult
         host=request.host,
         trusted=settings.trusted_proxies,
         request_id=info.request_id,
+        # The gateway's own tokens stop here: upstreams get the identity instead, and a
+        # credential they cannot verify is one less secret in their logs.
+        drop_authorization=principal is not None or _gateway_issued(request),
+        client_cert_header=settings.client_cert_header,
     )
-    if settings.client_cert_header is not None:
-        headers.popall(settings.client_cert_header, None)
     if info.client_cert is not None:
         headers["X-Gateway-Client-Cert-Sha256"] = info.client_cert
-    if info.principal is not None:
-        # The gateway's own bearer token stops here: upstreams get the identity instead,
-        # and a credential they cannot verify is one less secret in their logs.
-        headers.popall("Authorization", None)
-        headers.update(info.principal.identity_headers())
+    if principal is not None:
+        headers.update(principal.identity_headers())
         headers["X-Gateway-Push-Events"] = request.app[PUSH_HEADERS].value(
-            info.principal.network_id
+            principal.network_id
         )
     return headers
+
+
+def _gateway_issued(request: web.Request) -> bool:
+    """Whether a bearer token on a public route is one of the gateway's own (its `kid`
+    is in the key ring): such a token is never forwarded either."""
+    token = bearer_token(request.headers.get("Authorization"))
+    return token is not None and request.app[TOKENS].issued_here(token)
 
 
 async def forward(request: web.Request, settings: Settings) -> web.StreamResponse:
@@ -238,10 +254,6 @@ _RELAY_ERRORS = (TimeoutError, aiohttp.ClientError, UpstreamBroken, UpstreamTime
 
 async def _relay(request: web.Request, upstream: Relayable) -> web.StreamResponse:
     headers = forwarded_response_headers(upstream.headers)
-    headers["X-Request-Id"] = request[INFO].request_id
-    warning = request[INFO].warning
-    if warning:
-        headers["Warning"] = warning
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
         try:
@@ -251,6 +263,7 @@ async def _relay(request: web.Request, upstream: Relayable) -> web.StreamRespons
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers,
                             body=body)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    stamp(response, request[INFO])  # the front middleware cannot: the head leaves here
     if length is not None:
         response.content_length = length
     await response.prepare(request)

@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
@@ -99,6 +100,13 @@ class TrustedProxies:
         return peer
 
 
+# Never forwarded, in any spelling: credentials the gateway consumed or that only it may
+# read, and method overrides (a GET-only rule must not reach an upstream as a DELETE).
+_CREDENTIALS = frozenset({"x-server-key"})
+METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+CONSOLE_COOKIE = "gateway_console"
+
+
 def forwarded_request_headers(
     incoming: MultiMapping[str],
     *,
@@ -108,12 +116,21 @@ def forwarded_request_headers(
     trusted: TrustedProxies,
     request_id: str,
     keep_upgrade: bool = False,
+    drop_authorization: bool = False,
+    client_cert_header: str | None = None,
 ) -> CIMultiDict[str]:
-    """The headers to send upstream for a request received with `incoming`.
+    """The headers to send upstream for a request received with `incoming`: the one
+    outbound filter, for HTTP requests and WebSocket handshakes alike.
 
     `peer` is the socket's remote address (None for a Unix socket), `scheme` and `host`
     what the client used to reach the gateway. The caller adds its own `X-Gateway-*`
     headers afterwards.
+
+    Dropped whatever their case, and also when spelled with `_` for `-` (CGI-style
+    servers read `X_Gateway_User_Id` as `X-Gateway-User-Id`): hop-by-hop headers and
+    those named in `Connection`; `X-Gateway-*`; `client_cert_header`; `x-server-key`;
+    method overrides; `Authorization` when `drop_authorization` (a gateway-issued token);
+    the console cookie inside `Cookie` (other cookies pass).
 
     `Content-Length` is kept when the client sent one (and no `Transfer-Encoding`): the
     aiohttp client then sends the streamed body with that fixed length instead of
@@ -124,25 +141,34 @@ def forwarded_request_headers(
     upstream (`ClientSession.ws_connect`) negotiates key, version and extensions itself
     and should pass only `Sec-WebSocket-Protocol` on.
     """
-    named_by_connection = _connection_tokens(incoming)
+    named_by_connection = {t.replace("_", "-") for t in _connection_tokens(incoming)}
     from_trusted = trusted.trusts(peer)
     chunked = any(name.lower() == "transfer-encoding" for name in incoming)
+    cert_header = client_cert_header.lower().replace("_", "-") if client_cert_header else None
     out: CIMultiDict[str] = CIMultiDict()
     received_for: list[str] = []
     upgrade = False
     for name, value in incoming.items():
         key = name.lower()
+        canonical = key.replace("_", "-")
         if keep_upgrade and (key == "upgrade" or key.startswith("sec-websocket-")):
             upgrade = upgrade or key == "upgrade"
             out.add(name, value)
             continue
-        if key in HOP_BY_HOP or key in named_by_connection or key in _REQUEST_DROP:
+        if (canonical in HOP_BY_HOP or canonical in named_by_connection
+                or canonical in _REQUEST_DROP or canonical in _CREDENTIALS
+                or canonical in METHOD_OVERRIDES or canonical == cert_header):
             continue
-        # Servers behind CGI-style stacks read `X_Gateway_User_Id` as `X-Gateway-User-Id`,
-        # so the identity and forwarding checks also look at the `_` -> `-` spelling.
-        canonical = key.replace("_", "-")
         if canonical.startswith(GATEWAY_PREFIX) or canonical == "x-request-id":  # set below
             continue
+        if canonical == "authorization" and (drop_authorization or canonical != key):
+            continue
+        if canonical == "cookie":
+            if canonical != key:
+                continue
+            value = without_console_cookie(value)
+            if not value:
+                continue
         if canonical.startswith(_FORWARDED_PREFIX) or canonical in _FORWARDING:
             if not from_trusted or canonical != key:
                 continue
@@ -191,6 +217,27 @@ def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:
             continue
         out.add(name, value)
     return out
+
+
+def without_console_cookie(cookie: str) -> str:
+    """A `Cookie` header value without the gateway's console session (`a=1; b=2`)."""
+    if CONSOLE_COOKIE not in cookie.lower():
+        return cookie
+    kept = [
+        pair.strip() for pair in cookie.split(";")
+        if pair.strip() and pair.partition("=")[0].strip().lower() != CONSOLE_COOKIE
+    ]
+    return "; ".join(kept)
+
+
+def without_query_parameter(query: str, name: str) -> str:
+    """A raw query string without every `name=...` (any spelling of `name` that decodes
+    to it); the others pass exactly as the client encoded them."""
+    kept = [
+        item for item in query.split("&")
+        if unquote(item.partition("=")[0].replace("+", " ")) != name
+    ]
+    return "&".join(kept)
 
 
 def is_websocket_upgrade(headers: MultiMapping[str]) -> bool:

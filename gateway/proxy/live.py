@@ -1,60 +1,86 @@
-"""Open WebSockets by the credential that opened them, so that a revocation or a ban
-arriving through the change feed ends them (within the feed bound), and an expiring
-token ends its connection at `exp` + leeway."""
+"""Open WebSockets (and MQTT connections) by the credential that opened them, so that
+they end when it stops being valid: a revocation, a ban, a console logout or session
+end arriving through the change feed (within the feed bound), the token's expiry, the
+end of a superseded admin token's grace."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from gateway.auth.principal import Principal
 from gateway.store import Change
 
-K = TypeVar("K")
-Stop = Callable[[str], None]  # called once with the reason the connection must end
+K = TypeVar("K", bound=Hashable)
+Stop = Callable[[str], None]  # called with the reason the connection must end
 
 
 class LiveSockets:
-    def __init__(self) -> None:
-        self._by_token: dict[str, set[Stop]] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._by_credential: dict[str, set[Stop]] = {}  # token jti or console session id
         self._by_user: dict[tuple[str, str], set[Stop]] = {}
 
     def __len__(self) -> int:
         return sum(len(stops) for stops in self._by_user.values())
 
+    def open_with(self, principal: Principal) -> int:
+        """How many connections the principal's credential holds open now."""
+        return len(self._by_credential.get(_credential_id(principal), ()))
+
     def register(
         self, principal: Principal, stop: Stop, *, expires_in: float | None = None
     ) -> Callable[[], None]:
-        """Watch one connection; returns the function that stops watching it."""
+        """Watch one connection; returns the function that stops watching it.
+        `expires_in`: seconds until the credential expires (leeway included)."""
         user = (principal.network_id, principal.user_id)
-        if principal.token_id:  # console sessions have none: their bans/expiry still apply
-            self._by_token.setdefault(principal.token_id, set()).add(stop)
+        credential = _credential_id(principal)
+        self._by_credential.setdefault(credential, set()).add(stop)
         self._by_user.setdefault(user, set()).add(stop)
-        timer = None
+        loop = asyncio.get_running_loop()
+        timers: list[asyncio.TimerHandle] = []
         if expires_in is not None:
-            timer = asyncio.get_running_loop().call_later(
-                max(0.0, expires_in), stop, "token expired"
-            )
+            timers.append(loop.call_later(max(0.0, expires_in), stop, "token expired"))
+        if principal.grace_end is not None:
+            timers.append(loop.call_later(max(0.0, principal.grace_end - self._clock()),
+                                          stop, "admin token superseded"))
 
         def unregister() -> None:
-            if timer is not None:
+            for timer in timers:
                 timer.cancel()
-            _discard(self._by_token, principal.token_id, stop)
+            _discard(self._by_credential, credential, stop)
             _discard(self._by_user, user, stop)
 
         return unregister
 
     def apply(self, change: Change) -> None:
-        """Change-feed subscriber: end the connections a revocation or ban concerns."""
+        """Change-feed subscriber: end the connections a change concerns."""
+        payload = change.payload
         if change.kind == "tokens.revoked":
-            for jti, _exp in change.payload["tokens"]:
-                for stop in list(self._by_token.get(jti, ())):
-                    stop("token revoked")
+            for jti, _exp in payload["tokens"]:
+                self._stop(jti, "token revoked")
+        elif change.kind == "console.ended":
+            for session in payload["sessions"]:
+                self._stop(session, "console session ended")
+        elif change.kind == "tokens.superseded":
+            loop = asyncio.get_running_loop()
+            for jti, grace_until in payload["tokens"]:
+                for stop in list(self._by_credential.get(jti, ())):
+                    loop.call_later(max(0.0, float(grace_until) - self._clock()),
+                                    stop, "admin token superseded")
         elif change.kind == "user.banned" and change.network_id:
-            user = (change.network_id, change.payload["userId"])
-            for stop in list(self._by_user.get(user, ())):
+            for stop in list(self._by_user.get((change.network_id, payload["userId"]), ())):
                 stop("user banned")
+
+    def _stop(self, credential: str, reason: str) -> None:
+        for stop in list(self._by_credential.get(credential, ())):
+            stop(reason)
+
+
+def _credential_id(principal: Principal) -> str:
+    return principal.session_id or principal.token_id
 
 
 def _discard(index: dict[K, set[Stop]], key: K, stop: Stop) -> None:

@@ -11,14 +11,18 @@ or the token is revoked, its user banned or the token expires.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import aiohttp
 from aiohttp import web
 
+from gateway.auth.decision import Refused, RequestFacts, decide
+from gateway.auth.gate import staleness_reason, token_credential
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, bad_request
-from gateway.keys import AUTH_STATE, STORE, TOKENS
+from gateway.keys import AUTH_STATE, LIVE_SOCKETS, METRICS, STORE, TOKENS
+from gateway.policy import Auth
 from gateway.proxy.forward import upstream_target
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.proxy.mqtt import (
@@ -69,6 +73,10 @@ async def forward_mqtt(request: web.Request, settings: Settings) -> web.StreamRe
     try:
         packet, first_bytes = await _read_connect(client)
         info.principal = await _authorize(request, packet)
+        if request.app[LIVE_SOCKETS].open_with(info.principal) >= \
+                settings.config.proxy.max_websockets_per_token:
+            raise _Refused(connack_not_authorized(packet.protocol_level),
+                           "too many connections for this token")
     except _Refused as refused:
         log.info("MQTT CONNECT refused: %s", refused)
         if refused.answer is not None and not client.closed:
@@ -113,7 +121,11 @@ async def _read_connect(client: web.WebSocketResponse) -> tuple[ConnectPacket, b
 
 
 async def _authorize(request: web.Request, packet: ConnectPacket) -> Principal:
-    """The end user the CONNECT's password (an access token) stands for, or _Refused."""
+    """The end user the CONNECT's password (an access token) stands for, or _Refused.
+
+    The password goes through the same decision as a bearer token on an HTTP request
+    (the /mqtt rule read as `access_token`: revocation, bans, mTLS, staleness); the
+    username must then be that user's `_id`, exactly."""
     level = packet.protocol_level
     if packet.auth_method is not None:
         raise _Refused(connack_bad_authentication_method(), "enhanced authentication")
@@ -121,14 +133,28 @@ async def _authorize(request: web.Request, packet: ConnectPacket) -> Principal:
     if packet.password is None or packet.username is None:
         raise refuse
     try:
-        claims = await request.app[TOKENS].verify(packet.password.decode("ascii"))
-    except (GatewayError, UnicodeDecodeError):
+        password = packet.password.decode("ascii")
+    except UnicodeDecodeError:
         raise refuse from None
-    if claims.kind != "access" or request.app[AUTH_STATE].is_banned(claims.nid, claims.sub):
+    info = request[INFO]
+    assert info.rule is not None
+    state = request.app[AUTH_STATE]
+    decision = decide(
+        dataclasses.replace(info.rule, auth=Auth.ACCESS_TOKEN),
+        token_credential(request.app[TOKENS], password), state, state.clock(),
+        leeway=request.app[TOKENS].leeway,
+        facts=RequestFacts("GET", info.client_cert),
+        stale=None if info.rule.serve_stale else staleness_reason(request, info),
+    )
+    if isinstance(decision, Refused) or decision.principal is None:
+        if isinstance(decision, Refused):
+            info.refusal = decision.reason.value
+            request.app[METRICS].observe_refusal(info.route, decision.reason.value)
         raise refuse
-    # The SDK sends the user's `_id`; its userId is accepted too.
-    user = await request.app[STORE].get_user(claims.nid, claims.sub)
-    if user is None or packet.username not in (user.id, user.user_id):
+    principal = decision.principal
+    user = await request.app[STORE].get_user(principal.network_id, principal.user_id)
+    # The broker knows users by `_id`: a userId that equals someone else's `_id` must
+    # not connect as them.
+    if user is None or packet.username != user.id:
         raise refuse
-    return Principal(user_id=claims.sub, network_id=claims.nid, kind="access", role="user",
-                     token_id=claims.jti, expires_at=claims.exp)
+    return principal

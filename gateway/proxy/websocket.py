@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
-from gateway.keys import AUTH_STATE, CLIENT, LIVE_SOCKETS, RUNTIME
+from gateway.keys import AUTH_STATE, CLIENT, LIVE_SOCKETS
 from gateway.proxy.forward import (
     upstream_request_headers,
     upstream_target,
@@ -40,7 +40,21 @@ AnySocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 __all__ = ["forward_websocket", "is_websocket_upgrade", "pump_both_ways", "relay"]
 
 
+def too_many_websockets() -> GatewayError:
+    return GatewayError(429, "RateLimit Exceed.", headers={"Retry-After": "60"})
+
+
+def check_websocket_quota(request: web.Request, settings: Settings) -> None:
+    """At most `proxy.max_websockets_per_token` live connections per credential: one
+    stolen token must not hold thousands of upstream sockets."""
+    principal = request[INFO].principal
+    limit = settings.config.proxy.max_websockets_per_token
+    if principal is not None and request.app[LIVE_SOCKETS].open_with(principal) >= limit:
+        raise too_many_websockets()
+
+
 async def forward_websocket(request: web.Request, settings: Settings) -> web.StreamResponse:
+    check_websocket_quota(request, settings)
     info = request[INFO]
     info.region = settings.config.regions.for_host(request.host).name
     target = upstream_target(request)
@@ -80,7 +94,7 @@ async def relay(
         if not ended.done():
             ended.set_result(reason)
 
-    leeway = request.app[RUNTIME].current.config.tokens.leeway
+    leeway = request[INFO].settings.config.tokens.leeway
     expires_in = (principal.expires_at + leeway - request.app[AUTH_STATE].clock()
                   if principal.expires_at else None)
     unregister = request.app[LIVE_SOCKETS].register(principal, stop, expires_in=expires_in)

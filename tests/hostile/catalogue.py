@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from gateway.auth.ecdsa import ORDERS, to_low_s
 from tests.hostile.harness import Seeded, http
 
 INVALID = "Invalid token"
@@ -167,8 +168,9 @@ def _pem(label: str, der: bytes) -> str:
 
 
 def es256(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """Low-S, as the gateway signs: otherwise half the cases would be refused for that."""
     r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return to_low_s("ES256", r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def bearer(token: str, path: str = API) -> bytes:
@@ -205,6 +207,21 @@ def _der_signature(c: Ctx) -> str:
     head, body, _ = _segments(c)
     der = c.seeded.private_key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
     return f"{head}.{body}.{b64(der)}"
+
+
+def _high_s_twin(c: Ctx) -> str:
+    """The valid token under the other valid ECDSA signature, (r, n - s)."""
+    head, body, signature = _segments(c)
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    s = ORDERS["ES256"] - int.from_bytes(raw[32:], "big")
+    return f"{head}.{body}.{b64(raw[:32] + s.to_bytes(32, 'big'))}"
+
+
+def _admin_living(c: Ctx, seconds: int) -> str:
+    """The seeded admin token re-signed to live `seconds` from its iat."""
+    claims = jwt.decode(c.seeded.admin_token, options={"verify_signature": False})
+    return c.signed(jwt.get_unverified_header(c.seeded.admin_token),
+                    {**claims, "exp": claims["iat"] + seconds})
 
 
 def _standard_base64(c: Ctx) -> str:
@@ -342,6 +359,14 @@ JWT_TOKENS: list[tuple[str, TokenMaker]] = [
     ("claims-swapped-under-valid-signature", _escalated),
     ("der-encoded-signature", _der_signature),
     ("zero-signature", lambda c: ".".join(_segments(c)[:2]) + "." + b64(bytes(64))),
+    ("high-s-twin-of-a-valid-signature", _high_s_twin),
+    # lifetimes the gateway never issues, correctly signed
+    ("lifetime-ten-years", lambda c: c.signed(c.header, c.with_claims(
+        exp=c.claims["iat"] + 10 * 365 * 86400))),
+    ("backdated-and-long-lived", lambda c: c.signed(c.header, c.with_claims(
+        iat=c.claims["iat"] - 365 * 86400, exp=c.claims["iat"] + 365 * 86400))),
+    ("iat-a-day-ahead", lambda c: c.signed(c.header, c.with_claims(
+        iat=c.claims["iat"] + 86400, exp=c.claims["exp"] + 86400))),
     ("oversized-token", lambda c: c.token + "A" * 5000),
 ]
 
@@ -352,6 +377,9 @@ JWT_CASES = [
 JWT_CASES += [
     Case("jwt/admin-token-where-access-token-required", "jwt",
          lambda c: bearer(c.seeded.admin_token, SESSIONS), 401, INVALID),
+    Case("jwt/admin-token-over-the-longest-admin-lifetime", "jwt",
+         lambda c: bearer(_admin_living(c, 87600 * 3600 + 2 * 86400), "/api/v3/networks/me"),
+         401, INVALID),
     Case("jwt/access-token-on-admin-route", "jwt",
          lambda c: bearer(c.token, "/api/v3/networks/me"), 403, "Permission denied",
          code=400301),
@@ -575,8 +603,16 @@ PATH_CASES_DATA: list[tuple[str, str, int, str | None]] = [
     ("auth-double-slash", "//api/v3/networks/me", 401, "Unauthorized"),
     ("auth-encoded-letter", "/api/v3/networks/m%65", 401, "Unauthorized"),
     ("auth-trailing-slash", "/api/v3/networks/me/", 401, "Unauthorized"),
-    ("auth-path-parameter", "/api/v3/networks/me;.js", 401, "Unauthorized"),
-    ("auth-upper-case", "/API/v3/networks/me", 404, "Not Found"),
+    ("auth-path-parameter", "/api/v3/networks/me;.js", 400, "path: ';' in path"),
+    ("auth-upper-case", "/API/v3/networks/me", 400,
+     "path: its letter case decides which route it takes"),
+    ("auth-mixed-case-segment", "/api/v3/Audit-Logs", 400,
+     "path: its letter case decides which route it takes"),
+    ("auth-trailing-dot", "/api/v3/audit-logs.", 400, "path: segment ending in '.' in path"),
+    ("auth-encoded-trailing-dot", "/api/v3/audit-logs%2E", 400,
+     "path: segment ending in '.' in path"),
+    ("builtin-double-slash", "//api/v3/audit-logs", 401, "Unauthorized"),
+    ("builtin-encoded-letters", "/api/v3/%61udit-logs", 401, "Unauthorized"),
     ("absolute-form-denied", "http://evil/internal/x", 400, "path: path must start with /"),
     ("absolute-form-public", "http://evil/pub/x", 400, "path: path must start with /"),
     ("asterisk-form", "*", 400, None),
@@ -849,5 +885,58 @@ CSR_CASES = [
 ]
 
 
+# --------------------------------------------------------------------------------------
+# One route table, one decision, one outbound filter: no spelling of a request reaches a
+# built-in endpoint's code without its checks, is forwarded in its place, or carries a
+# credential upstream.
+
+PERMISSION_DENIED = "Permission denied"
+BUILTIN_SPELLINGS = ("//api/v3/audit-logs", "/api//v3/audit-logs", "/api/v3/audit-logs/",
+                     "/api/v3/%61udit-logs", "///api/v3/audit-logs")
+ADMIN_READS = ("/api/v3/audit-logs", "/api/v3/networks/certificates",
+               "/api/v3/networks/server-key", "/api/v3/networks/me", "/api/v1/admin-token")
+# Credentials and overrides that only the gateway may read, in several spellings.
+NEVER_FORWARDED = (
+    ("x-server-key", "k"), ("X-Server-Key", "k"), ("x_server_key", "k"),
+    ("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"), ("x_http_method_override", "DELETE"),
+    ("X_Gateway_User_Id", "root"), ("x-gateway-role", "super-admin"),
+)
+
+ROUTING_CASES = [
+    # An end user's token on admin reads, by GET (HEAD: tests/proxy/test_route_table.py).
+    *(Case(f"routing/admin-read-{i}", "routing",
+           lambda c, p=path: http("GET", p, [("Authorization", f"Bearer {c.token}")]),
+           403, PERMISSION_DENIED, code=400301)
+      for i, path in enumerate(ADMIN_READS)),
+    *(Case(f"routing/builtin-spelling-{i}", "routing",
+           lambda c, p=path: http("GET", p, [("Authorization", f"Bearer {c.token}")]),
+           403, PERMISSION_DENIED, code=400301)
+      for i, path in enumerate(BUILTIN_SPELLINGS)),
+    Case("routing/auth-token-double-slash", "routing",
+         lambda c: http("GET", "//api/v3/authentication/token?userId=x",
+                        [("x-server-key", "wrong")]), 401, "Unauthorized"),
+    Case("routing/console-login-double-slash", "routing",
+         lambda c: http("POST", "//console/v1/login", [("Content-Type", "application/json")],
+                        b"{}"), 401, "Unauthorized"),
+    Case("routing/builtin-other-method", "routing",
+         lambda c: http("PATCH", "/api/v3/networks/me", [("Authorization", f"Bearer {c.token}")],
+                        b"{}"), 405, "Method Not Allowed"),
+    Case("routing/builtin-other-method-spelled", "routing",
+         lambda c: http("PUT", "//api/v3/sessions/", [("Authorization", f"Bearer {c.token}")],
+                        b"{}"), 405, "Method Not Allowed"),
+    Case("routing/trailing-dot-host-deny", "routing",
+         lambda c: http("GET", "/internal/x", host="api.eu.amity.co."), 403, PERMISSION_DENIED,
+         code=400301),
+    *(Case(f"routing/never-forwarded-{name}", "routing",
+           lambda c, n=name, v=value: http("GET", "/pub/x", [(n, v)]),
+           verbatim=b"/pub/x", smuggled=(name.lower(),))
+      for name, value in NEVER_FORWARDED),
+    Case("routing/gateway-token-on-public-route", "routing",
+         lambda c: http("GET", "/pub/x", [("Authorization", f"Bearer {c.token}")]),
+         verbatim=b"/pub/x", smuggled=("authorization",)),
+]
+
+
 CASES: list[Case] = [*JWT_CASES, *SMUGGLING_CASES, *HEADER_CASES, *LIMIT_CASES, *PATH_CASES,
-                     *PARAM_CASES, *JSON_CASES, *CSR_CASES]
+                     *PARAM_CASES, *JSON_CASES, *CSR_CASES, *ROUTING_CASES]

@@ -103,7 +103,7 @@ def rule_file(body: str) -> str:
         (
             "{name: api, match: {path: /a}, auth: public, mtl: true}",
             "mtl",
-            "unknown key, expected one of name, match, auth, roles, mtls",
+            "unknown key, expected one of name, match, auth, roles, exclude_roles, superseded, mtls",
         ),
         ("{name: api, auth: public}", "match", "got null, expected a mapping"),
         ("{name: api, match: /a, auth: public}", "match", "got '/a', expected a mapping"),
@@ -117,7 +117,7 @@ def rule_file(body: str) -> str:
         (
             "{name: api, match: {path: /a}, auth: public, mtls: 'yes please'}",
             "mtls",
-            "got 'yes please', expected true or false",
+            "got 'yes please', expected true, false or admin",
         ),
         ("{name: api, match: {path: /a}, auth: public, mtls: 1}", "mtls", "got 1"),
         # match
@@ -136,7 +136,7 @@ def rule_file(body: str) -> str:
         (
             "{name: api, match: {path: /a, verb: GET}, auth: public}",
             "match.verb",
-            "unknown key, expected one of path, methods, hosts",
+            "unknown key, expected one of path, methods, hosts, query",
         ),
         (
             "{name: api, match: {path: /a, methods: GET}, auth: public}",

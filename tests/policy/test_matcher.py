@@ -155,7 +155,7 @@ def test_methods_filter_then_fall_through() -> None:
     assert _name(policies.match("PUT", None, "/x")) == "write"
     assert _name(policies.match("post", None, "/x")) == "write"
     assert _name(policies.match("DELETE", None, "/x")) == "rest"
-    assert _name(policies.match("HEAD", None, "/x")) == "rest"  # HEAD is not implied by GET
+    assert _name(policies.match("HEAD", None, "/x")) == "read"  # HEAD is matched as GET
 
 
 @pytest.mark.parametrize(
