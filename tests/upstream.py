@@ -92,6 +92,7 @@ def upstream_app(name: str) -> web.Application:
     app.router.add_get("/pub/ws-close-codes", close_codes)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/pub/ws", websocket)
+    app.router.add_get("/api/v3/ws-echo", websocket)  # a WebSocket behind the /api/** rule
     app.router.add_get("/pub/download", download)
     app.router.add_get("/pub/slow", slow)
     app.router.add_get("/pub/reset", reset)

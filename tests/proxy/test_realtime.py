@@ -61,6 +61,7 @@ class Upstream:
     url: str = ""
     mqtt_connections: int = 0
     socketio_upgrades: list[dict[str, str]] = field(default_factory=list)
+    socketio_queries: list[str] = field(default_factory=list)
 
 
 def realtime_upstream(broker_port: int, seen: Upstream) -> web.Application:
@@ -93,6 +94,7 @@ def realtime_upstream(broker_port: int, seen: Upstream) -> web.Application:
 
     async def socketio(request: web.Request) -> web.WebSocketResponse:
         seen.socketio_upgrades.append(dict(request.headers))
+        seen.socketio_queries.append(request.query_string)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for message in ws:
@@ -297,6 +299,8 @@ async def test_socket_io_checks_the_query_token(rt: tuple[Gateway, Upstream, Clo
         assert (await ws.receive(timeout=5)).data == "echo:2probe"
     (headers,) = seen.socketio_upgrades
     assert headers["X-Gateway-User-Id"] == "alice"
+    # The credential the gateway consumed stops here; the other parameters pass.
+    assert seen.socketio_queries == ["EIO=3&transport=websocket"]
     # Refused before the upstream sees anything: no token, garbage, rebound device,
     # revoked, expired.
     refusals: list[tuple[str, int, str]] = []
