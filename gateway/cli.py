@@ -17,11 +17,12 @@ from typing import Any, NoReturn
 
 from gateway.auth.passwords import hash_password
 from gateway.bootstrap import init_files, init_store
+from gateway.cli_keys import revoke_key
 from gateway.cli_tokens import NotFound, admin_token, mint_tokens, rotate_keys
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import configure_logging
 from gateway.policy import PolicyError, load_policies
-from gateway.store import AlreadyExists, StoreUnavailable, open_store
+from gateway.store import AlreadyExists, SigningKeyError, StoreUnavailable, open_store
 
 ROLES = ("super-admin", "admin", "moderator")
 USAGE_ERROR = 2
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = keys.add_parser("rotate", help="a new signing key signs from now on")
     _add_config(rotate)
     rotate.set_defaults(run=cmd_keys_rotate)
+    revoke = keys.add_parser(
+        "revoke", help="a key stops verifying and signing at once (a new one signs if needed)"
+    )
+    _add_config(revoke)
+    revoke.add_argument("kid", help="the key's id (`kid` in token headers and the JWKS)")
+    revoke.set_defaults(run=cmd_keys_revoke)
     return parser
 
 
@@ -281,6 +288,14 @@ def cmd_tokens_mint(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     _print(asyncio.run(rotate_keys(_signing_config(args))))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    try:
+        _print(asyncio.run(revoke_key(_signing_config(args), args.kid)))
+    except SigningKeyError as exc:
+        raise CommandError(f"gateway keys revoke: {exc}") from None
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Private halves are stored sealed with the key-encryption key. The newest key that is
 not retired signs; every key verifies until the last token it signed has expired
-(`max_exp`, raised whenever it signs), after which it leaves the ring and JWKS.
+(`max_exp`, raised whenever it signs), after which it leaves the ring and JWKS. A revoked
+key leaves at once and for good: it neither signs nor verifies again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gateway.auth.sealing import Sealer
-from gateway.store import Store
+from gateway.store import NewSigningKey, Store
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -70,6 +71,7 @@ class KeyRing:
         self._clock = clock
         self._keys: dict[str, SigningKey] = {}
         self._signer: SigningKey | None = None
+        self._revoked: set[str] = set()  # kids this process was told are revoked
 
     async def ensure_signing_key(self) -> None:
         """Create the first key if the store has none that may sign."""
@@ -87,9 +89,31 @@ class KeyRing:
         await self.load()
         return kid
 
+    async def revoke(self, kid: str, actor: str) -> tuple[float, str | None]:
+        """Revoke `kid`; (when, the kid of the key made to replace it, if one was needed)."""
+        new_kid, public_pem, sealed = await asyncio.to_thread(
+            new_key_material, self.algorithm, self._sealer
+        )
+        replacement = NewSigningKey(new_kid, self.algorithm, public_pem, sealed)
+        revoked_at, added = await self._store.revoke_signing_key(kid, replacement, actor)
+        self.forget(kid)
+        await self.load()
+        return revoked_at, added
+
+    def forget(self, kid: str) -> None:
+        """Drop a revoked key now, before the reload that fetches its replacement: nothing
+        it signed verifies from this moment, and a load already under way (which may have
+        read the key before the revocation) cannot bring it back."""
+        self._revoked.add(kid)
+        self._keys.pop(kid, None)
+        if self._signer is not None and self._signer.kid == kid:
+            self._signer = None
+
     async def load(self) -> None:
         rows = await self._store.signing_keys()
         keys = await asyncio.to_thread(self._open_all, rows)
+        for kid in self._revoked & keys.keys():
+            del keys[kid]
         signers = [key for key in keys.values() if key.retired_at is None]
         self._keys = keys
         self._signer = max(signers, key=lambda key: key.created_at) if signers else None

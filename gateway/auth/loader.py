@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.auth.keyring import KeyRing
+from gateway.auth.lifetimes import Lifetimes
 from gateway.auth.sealing import Sealer
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
@@ -18,13 +20,17 @@ async def open_sealer(config: Config) -> Sealer:
     return await asyncio.to_thread(Sealer.from_file_or_env, Path(kek_path(config)))
 
 
-async def load_token_service(config: Config, store: Store, clock: Clock) -> TokenService:
+async def load_token_service(
+    config: Config, store: Store, clock: Clock,
+    lifetimes: Callable[[], Lifetimes] | None = None,
+) -> TokenService:
+    """`lifetimes`: the current token lifetime bounds (default: those of `config`)."""
     sealer = await open_sealer(config)
     ring = KeyRing(store, sealer, config.tokens.algorithms[0], clock)
     await ring.load()
     if not ring.loaded:
         await ring.ensure_signing_key()
-    state = AuthState(clock=clock)
+    state = AuthState(clock=clock, leeway=config.tokens.leeway)
     for jti, exp in await store.live_revocations():
         state.revoked[jti] = exp
     for jti, grace_until in await store.live_supersessions():
@@ -34,7 +40,13 @@ async def load_token_service(config: Config, store: Store, clock: Clock) -> Toke
         state.set_mtls(network.id, network.mtls_enabled)
     for certificate in await store.all_certificates():
         state.pin(certificate.network_id, certificate.fingerprint_sha256, certificate.not_after)
-    return TokenService(
+    service = TokenService(
         ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
-        clock=clock,
+        clock=clock, lifetimes=lifetimes or _fixed(Lifetimes.from_config(config.tokens)),
     )
+    state.on_key_revoked = service.forget_key
+    return service
+
+
+def _fixed(lifetimes: Lifetimes) -> Callable[[], Lifetimes]:
+    return lambda: lifetimes

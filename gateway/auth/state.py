@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 
 from gateway.store import Change
 
+# Revoked ids are kept this long past exp + leeway (when a check would answer "token
+# expired" anyway): room for the prune and a check reading the clock at different times.
+PRUNE_MARGIN = 60.0
+
 
 @dataclass
 class AuthState:
     clock: Callable[[], float] = time.time
+    leeway: float = 30.0  # tokens.leeway: how long past exp a token is still accepted
     revoked: dict[str, float] = field(default_factory=dict)  # jti -> exp
     superseded: dict[str, float] = field(default_factory=dict)  # admin jti -> grace end
     banned: set[tuple[str, str]] = field(default_factory=set)  # (networkId, userId)
@@ -27,6 +32,7 @@ class AuthState:
     # networkId -> {SHA-256 fingerprint -> notAfter}: the client certificates uploaded
     pinned_certificates: dict[str, dict[str, float]] = field(default_factory=dict)
     on_keys_rotated: Callable[[], None] | None = None
+    on_key_revoked: Callable[[str], None] | None = None  # called with the revoked kid
 
     def is_revoked(self, jti: str) -> bool:
         return jti in self.revoked
@@ -77,11 +83,18 @@ class AuthState:
             self.pinned_certificates.get(change.network_id, {}).pop(payload["fingerprint"], None)
         elif change.kind == "keys.rotated" and self.on_keys_rotated is not None:
             self.on_keys_rotated()
+        elif change.kind == "keys.revoked":
+            if self.on_key_revoked is not None:  # first: refused from this entry on
+                self.on_key_revoked(str(payload["kid"]))
+            if self.on_keys_rotated is not None:  # then the replacement signer is loaded
+                self.on_keys_rotated()
 
     def prune(self) -> int:
         """Forget revocations of tokens that have expired anyway; return how many."""
         now = self.clock()
-        spent = [jti for jti, exp in self.revoked.items() if exp < now - 3600]
+        # Until exp + leeway a revoked token would otherwise be accepted again.
+        keep_after = now - self.leeway - PRUNE_MARGIN
+        spent = [jti for jti, exp in self.revoked.items() if exp < keep_after]
         for jti in spent:
             del self.revoked[jti]
         # Console sessions live 12 h by default; a day later an ended one cannot matter.

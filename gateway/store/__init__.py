@@ -5,7 +5,12 @@ from __future__ import annotations
 from gateway.config import Config, sqlite_path
 from gateway.store.certificates import CertificateLimit
 from gateway.store.core import AlreadyExists, Clock
-from gateway.store.credentials import AuthTokenResult, IssuedCredential
+from gateway.store.credentials import (
+    AuthTokenResult,
+    IssuedCredential,
+    NewSigningKey,
+    SigningKeyError,
+)
 from gateway.store.db import Database, StoreUnavailable
 from gateway.store.feed import FeedTailer
 from gateway.store.models import Admin, Certificate, Change, Network, User
@@ -22,6 +27,8 @@ __all__ = [
     "FeedTailer",
     "IssuedCredential",
     "Network",
+    "NewSigningKey",
+    "SigningKeyError",
     "Store",
     "StoreUnavailable",
     "User",

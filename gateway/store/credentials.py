@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from gateway.store.core import StoreCore, new_id
 from gateway.store.db import Queries
+from gateway.store.pending_audit import INSERT_AUDIT
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,20 @@ class IssuedCredential:
 
 
 AuthTokenResult = Literal["ok", "invalid", "expired"]
+
+
+@dataclass(frozen=True)
+class NewSigningKey:
+    """A key made ready (sealed) before the transaction that may store it."""
+
+    kid: str
+    algorithm: str
+    public_pem: str
+    sealed_private: str
+
+
+class SigningKeyError(Exception):
+    """The key named cannot be revoked: unknown, or revoked already."""
 
 
 class CredentialQueries(StoreCore):
@@ -57,11 +72,54 @@ class CredentialQueries(StoreCore):
         return True
 
     async def signing_keys(self) -> list[dict[str, Any]]:
+        """Every key that may still sign or verify: a revoked one is never handed out."""
         rows = await self.db.fetch(
             "SELECT kid, algorithm, sealed_private, created_at, retired_at, max_exp"
-            " FROM signing_keys ORDER BY created_at"
+            " FROM signing_keys WHERE revoked_at IS NULL ORDER BY created_at"
         )
         return [dict(row) for row in rows]
+
+    async def revoke_signing_key(
+        self, kid: str, replacement: NewSigningKey, actor: str
+    ) -> tuple[float, str | None]:
+        """Revoke `kid` for good; return (when, the replacement's kid if it was stored).
+
+        If no other key may sign, `replacement` is stored in the same transaction, so there
+        is never a moment without a signer. Every network's audit log gets the entry (the
+        key signed tokens of all of them), and `keys.revoked` goes out on the feed.
+        """
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT revoked_at FROM signing_keys WHERE kid = $1", kid
+            )
+            if row is None:
+                raise SigningKeyError(f"signing key {kid!r} not found")
+            if row["revoked_at"] is not None:
+                raise SigningKeyError(f"signing key {kid!r} is already revoked")
+            now = self.clock()
+            other = await tx.fetchrow(
+                "SELECT kid FROM signing_keys WHERE retired_at IS NULL AND revoked_at IS NULL"
+                " AND kid <> $1", kid,
+            )
+            added = None
+            if other is None:
+                await tx.execute(
+                    "INSERT INTO signing_keys (kid, algorithm, public_pem, sealed_private,"
+                    " created_at, max_exp) VALUES ($1, $2, $3, $4, $5, $6)",
+                    replacement.kid, replacement.algorithm, replacement.public_pem,
+                    replacement.sealed_private, now, 0.0,
+                )
+                added = replacement.kid
+            # Retired too, so that code reading only `retired_at` never lets it sign.
+            await tx.execute(
+                "UPDATE signing_keys SET revoked_at = $2,"
+                " retired_at = COALESCE(retired_at, $2) WHERE kid = $1", kid, now,
+            )
+            for network in await tx.fetch("SELECT id FROM networks ORDER BY id"):
+                await tx.execute(INSERT_AUDIT, network["id"], now, actor, None,
+                                 "signing_key.revoke", kid, None, None)
+            await self.append_change(tx, "keys.revoked", None, {"kid": kid, "signer": added})
+        return now, added
 
     # -- issued tokens --------------------------------------------------------------
 

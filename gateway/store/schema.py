@@ -137,6 +137,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX audit_logs_network ON audit_logs (network_id, id)",
     ),
+    # 5: emergency key revocation; a revoked key never verifies or signs again.
+    (
+        "ALTER TABLE signing_keys ADD COLUMN revoked_at {real}",
+    ),
 )
 
 
