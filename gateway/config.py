@@ -173,7 +173,9 @@ class LimitsConfig:
     failures_per_username: int = 5
     failures_per_address: int = 10
     failures_per_prefix: int = 50  # an IPv4 /24 or an IPv6 /64
-    hash_concurrency: int = 2  # password checks at once in one process
+    # Password checks at once in one process. One: a flood costs at most a core per worker,
+    # and the event loop keeps one to answer everyone else (bench/login_flood.py).
+    hash_concurrency: int = 1
     hash_queue: int = 32  # checks waiting for a slot; beyond it -> 429
     redis_url: str | None = None  # redis://host:port/db: counters there, not in the store
     redis_namespace: str = "gateway-login"

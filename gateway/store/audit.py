@@ -19,6 +19,7 @@ class AuditEntry:
     target: str | None
     request_id: str | None
     source_address: str | None
+    count: int = 1  # attempts folded into this entry (failed logins, per minute)
 
 
 class AuditQueries(StoreCore):
@@ -34,9 +35,10 @@ class AuditQueries(StoreCore):
         """Newest first; `before` is the id the previous page ended at."""
         rows = await self.db.fetch(
             "SELECT id, network_id, time, actor, actor_role, action, target, request_id,"
-            " source_address FROM audit_logs WHERE network_id = $1 AND id < $2"
+            " source_address, count FROM audit_logs WHERE network_id = $1 AND id < $2"
             " ORDER BY id DESC LIMIT $3",
             network_id, before if before is not None else 2**62, limit,
         )
-        return [AuditEntry(**{**row, "id": int(row["id"]), "time": float(row["time"])})
+        return [AuditEntry(**{**row, "id": int(row["id"]), "time": float(row["time"]),
+                              "count": int(row["count"])})
                 for row in rows]

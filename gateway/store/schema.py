@@ -141,6 +141,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         "ALTER TABLE signing_keys ADD COLUMN revoked_at {real}",
     ),
+    # 6: console login limits. Failure counters shared by every process (one row per key,
+    # its current fixed window), and failed logins folded into one audit entry per
+    # (username, address, minute): `aggregate_key` names it, `count` says how many.
+    (
+        """CREATE TABLE login_counters (
+            key TEXT PRIMARY KEY,
+            window_start {real} NOT NULL,
+            count INTEGER NOT NULL
+        )""",
+        "CREATE INDEX login_counters_window ON login_counters (window_start)",
+        "ALTER TABLE audit_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE audit_logs ADD COLUMN aggregate_key TEXT",
+        "CREATE UNIQUE INDEX audit_logs_aggregate ON audit_logs (aggregate_key)",
+    ),
 )
 
 

@@ -6,6 +6,7 @@ from gateway.store.audit import AuditQueries
 from gateway.store.certificates import CertificateQueries
 from gateway.store.credentials import ConsoleQueries, CredentialQueries
 from gateway.store.identity import IdentityQueries
+from gateway.store.login_limits import LoginLimitQueries
 from gateway.store.settings import SettingsQueries
 
 
@@ -16,5 +17,6 @@ class Store(
     CertificateQueries,
     SettingsQueries,
     AuditQueries,
+    LoginLimitQueries,
 ):
     """Every query the gateway makes, grouped by area in the classes it combines."""
