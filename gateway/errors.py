@@ -22,7 +22,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # Size limits share the generic 400000; rate limiting has its own code.
-_SPECIAL_CODES = {413: 400000, 414: 400000, 431: 400000, 429: 400311}
+_SPECIAL_CODES = {408: 400000, 413: 400000, 414: 400000, 415: 400000, 431: 400000, 429: 400311}
 
 
 def code_for_status(status: int) -> int:

@@ -195,7 +195,8 @@ async def test_mqtt_with_a_valid_token_reaches_the_broker(
 
 
 @pytest.mark.parametrize("protocol", [paho.MQTTv311, paho.MQTTv5])
-@pytest.mark.parametrize("case", ["expired", "revoked", "wrong-user", "admin-token", "garbage"])
+@pytest.mark.parametrize("case", ["expired", "revoked", "wrong-user", "admin-token", "garbage",
+                                  "user-id-not-_id", "user-id-equal-to-victims-_id"])
 async def test_mqtt_refusals_never_reach_the_broker(
     rt: tuple[Gateway, Upstream, Clock], case: str, protocol: int
 ) -> None:
@@ -209,6 +210,13 @@ async def test_mqtt_refusals_never_reach_the_broker(
         assert status == 200
     elif case == "wrong-user":
         username = (await _user(gw, "bob", "dev-2"))["users"][0]["_id"]
+    elif case == "user-id-not-_id":
+        username = "alice"  # the broker knows users by `_id`: only that name is accepted
+    elif case == "user-id-equal-to-victims-_id":
+        # Mallory picks the victim's `_id` as her userId: her token must not connect
+        # under the victim's name.
+        mallory = await _user(gw, username, "dev-mallory")
+        token = mallory["accessToken"]
     elif case == "admin-token":
         token = await gw.admin_token(gw.networks[0], "ada", "admin")
     else:

@@ -70,9 +70,11 @@ export async function request(method, path, { body, headers = {}, session = true
     cache: "no-store",
     headers: { Accept: "application/json", ...headers },
   };
-  if (body !== undefined) {
+  // Writes are JSON even without a body: the gateway refuses cookie writes that are not
+  // (a form on another site cannot send application/json without a CORS preflight).
+  if (body !== undefined || (method !== "GET" && method !== "HEAD")) {
     init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(body ?? {});
   }
   let response;
   try {
