@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.store import Change, Store
+from gateway.store.events import SettingUpdated
 
 SETTING_NAME = "push"  # the row in `settings` holding the whole network-level setting
 LEVEL = "network"
@@ -94,9 +95,10 @@ class PushHeaders:
 
     def apply(self, change: Change) -> None:
         """Feed subscriber (synchronous): schedule a refresh of one network's value."""
-        network_id = change.network_id
-        if change.kind != "setting.updated" or change.payload.get("name") != SETTING_NAME:
+        event = change.event
+        if not isinstance(event, SettingUpdated) or event.name != SETTING_NAME:
             return
+        network_id = event.network_id
         if network_id is None:
             return
 

@@ -176,7 +176,7 @@ def _token(rule: Rule, claims: Claims, state: AuthState, now: float, leeway: flo
         user_id=claims.sub, network_id=claims.nid, kind=claims.kind,
         role="user" if access else (claims.role or ""), token_id=claims.jti,
         expires_at=claims.exp, credential="access_token" if access else "admin_token",
-        grace_end=grace_end,
+        grace_end=grace_end, kid=claims.kid,
     )
     if access and state.is_banned(claims.nid, claims.sub):
         return Refused(Reason.BANNED, 403, "User is global banned.", 400312)

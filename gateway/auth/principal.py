@@ -17,6 +17,7 @@ class Principal:
     credential: str = "access_token"
     grace_end: float | None = None  # a superseded admin token: when its grace ends
     session_id: str = ""  # a console session: the stored hash of its cookie
+    kid: str = ""  # the key that signed the token (a key revocation ends its connections)
 
     def identity_headers(self) -> dict[str, str]:
         """The X-Gateway-* headers an upstream receives for this caller."""

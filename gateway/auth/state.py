@@ -12,6 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.store import Change
+from gateway.store.events import (
+    CertificateAdded,
+    CertificateDeleted,
+    ConsoleEnded,
+    KeyRevoked,
+    KeysRotated,
+    NetworkChanged,
+    TokensRevoked,
+    TokensSuperseded,
+    UserBanned,
+    UserUnbanned,
+)
 
 # Revoked ids are kept this long past exp + leeway (when a check would answer "token
 # expired" anyway): room for the prune and a check reading the clock at different times.
@@ -57,37 +69,36 @@ class AuthState:
             self.mtls_networks.discard(network_id)
 
     def apply(self, change: Change) -> None:
-        payload = change.payload
-        if change.kind == "tokens.revoked":
-            for jti, exp in payload["tokens"]:
-                self.revoked[jti] = float(exp)
-                self.superseded.pop(jti, None)
-        elif change.kind == "tokens.superseded":
-            for jti, grace_until in payload["tokens"]:
-                self.superseded[jti] = float(grace_until)
-        elif change.kind in ("user.banned", "user.unbanned") and change.network_id:
-            key = (change.network_id, payload["userId"])
-            if change.kind == "user.banned":
-                self.banned.add(key)
-            else:
-                self.banned.discard(key)
-        elif change.kind == "console.ended":
-            for session in payload["sessions"]:
-                self.ended_console_sessions[session] = self.clock()
-                self.console_sessions.pop(session, None)
-        elif change.kind in ("network.created", "network.updated") and change.network_id:
-            self.set_mtls(change.network_id, bool(payload.get("mtls")))
-        elif change.kind == "certificate.added" and change.network_id:
-            self.pin(change.network_id, payload["fingerprint"], float(payload["notAfter"]))
-        elif change.kind == "certificate.deleted" and change.network_id:
-            self.pinned_certificates.get(change.network_id, {}).pop(payload["fingerprint"], None)
-        elif change.kind == "keys.rotated" and self.on_keys_rotated is not None:
-            self.on_keys_rotated()
-        elif change.kind == "keys.revoked":
-            if self.on_key_revoked is not None:  # first: refused from this entry on
-                self.on_key_revoked(str(payload["kid"]))
-            if self.on_keys_rotated is not None:  # then the replacement signer is loaded
-                self.on_keys_rotated()
+        match change.event:
+            case TokensRevoked(_, tokens):
+                for jti, exp in tokens:
+                    self.revoked[jti] = exp
+                    self.superseded.pop(jti, None)
+            case TokensSuperseded(_, tokens):
+                for jti, grace_until in tokens:
+                    self.superseded[jti] = grace_until
+            case UserBanned(network_id, user_id):
+                self.banned.add((network_id, user_id))
+            case UserUnbanned(network_id, user_id):
+                self.banned.discard((network_id, user_id))
+            case ConsoleEnded(_, sessions):
+                for session in sessions:
+                    self.ended_console_sessions[session] = self.clock()
+                    self.console_sessions.pop(session, None)
+            case NetworkChanged(network_id, _, mtls):
+                self.set_mtls(network_id, mtls)
+            case CertificateAdded(network_id, fingerprint, not_after):
+                self.pin(network_id, fingerprint, not_after)
+            case CertificateDeleted(network_id, fingerprint):
+                self.pinned_certificates.get(network_id, {}).pop(fingerprint, None)
+            case KeysRotated():
+                if self.on_keys_rotated is not None:
+                    self.on_keys_rotated()
+            case KeyRevoked(kid, _):
+                if self.on_key_revoked is not None:  # first: refused from this entry on
+                    self.on_key_revoked(kid)
+                if self.on_keys_rotated is not None:  # then the replacement signer is loaded
+                    self.on_keys_rotated()
 
     def prune(self) -> int:
         """Forget revocations of tokens that have expired anyway; return how many."""

@@ -12,6 +12,13 @@ from typing import TypeVar
 
 from gateway.auth.principal import Principal
 from gateway.store import Change
+from gateway.store.events import (
+    ConsoleEnded,
+    KeyRevoked,
+    TokensRevoked,
+    TokensSuperseded,
+    UserBanned,
+)
 
 K = TypeVar("K", bound=Hashable)
 Stop = Callable[[str], None]  # called with the reason the connection must end
@@ -22,6 +29,7 @@ class LiveSockets:
         self._clock = clock
         self._by_credential: dict[str, set[Stop]] = {}  # token jti or console session id
         self._by_user: dict[tuple[str, str], set[Stop]] = {}
+        self._by_kid: dict[str, set[Stop]] = {}  # the key that signed the token
 
     def __len__(self) -> int:
         return sum(len(stops) for stops in self._by_user.values())
@@ -39,6 +47,8 @@ class LiveSockets:
         credential = _credential_id(principal)
         self._by_credential.setdefault(credential, set()).add(stop)
         self._by_user.setdefault(user, set()).add(stop)
+        if principal.kid:
+            self._by_kid.setdefault(principal.kid, set()).add(stop)
         loop = asyncio.get_running_loop()
         timers: list[asyncio.TimerHandle] = []
         if expires_in is not None:
@@ -52,27 +62,31 @@ class LiveSockets:
                 timer.cancel()
             _discard(self._by_credential, credential, stop)
             _discard(self._by_user, user, stop)
+            _discard(self._by_kid, principal.kid, stop)
 
         return unregister
 
     def apply(self, change: Change) -> None:
         """Change-feed subscriber: end the connections a change concerns."""
-        payload = change.payload
-        if change.kind == "tokens.revoked":
-            for jti, _exp in payload["tokens"]:
-                self._stop(jti, "token revoked")
-        elif change.kind == "console.ended":
-            for session in payload["sessions"]:
-                self._stop(session, "console session ended")
-        elif change.kind == "tokens.superseded":
-            loop = asyncio.get_running_loop()
-            for jti, grace_until in payload["tokens"]:
-                for stop in list(self._by_credential.get(jti, ())):
-                    loop.call_later(max(0.0, float(grace_until) - self._clock()),
-                                    stop, "admin token superseded")
-        elif change.kind == "user.banned" and change.network_id:
-            for stop in list(self._by_user.get((change.network_id, payload["userId"]), ())):
-                stop("user banned")
+        match change.event:
+            case TokensRevoked(_, tokens):
+                for jti, _exp in tokens:
+                    self._stop(jti, "token revoked")
+            case ConsoleEnded(_, sessions):
+                for session in sessions:
+                    self._stop(session, "console session ended")
+            case TokensSuperseded(_, tokens):
+                loop = asyncio.get_running_loop()
+                for jti, grace_until in tokens:
+                    for stop in list(self._by_credential.get(jti, ())):
+                        loop.call_later(max(0.0, grace_until - self._clock()), stop,
+                                        "admin token superseded")
+            case UserBanned(network_id, user_id):
+                for stop in list(self._by_user.get((network_id, user_id), ())):
+                    stop("user banned")
+            case KeyRevoked(kid, _):
+                for stop in list(self._by_kid.get(kid, ())):
+                    stop("signing key revoked")
 
     def _stop(self, credential: str, reason: str) -> None:
         for stop in list(self._by_credential.get(credential, ())):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.store.core import AlreadyExists, StoreCore, new_id
 from gateway.store.db import Row
+from gateway.store.events import CertificateAdded, CertificateDeleted
 from gateway.store.models import Certificate
 
 
@@ -63,12 +64,8 @@ class CertificateQueries(StoreCore):
                 not_after,
                 certificate.created_at,
             )
-            await self.append_change(
-                tx,
-                "certificate.added",
-                network_id,
-                {"fingerprint": fingerprint_sha256, "notAfter": not_after},
-            )
+            await self.append_event(
+                tx, CertificateAdded(network_id, fingerprint_sha256, not_after))
         return certificate
 
     async def list_certificates(self, network_id: str) -> list[Certificate]:
@@ -100,12 +97,8 @@ class CertificateQueries(StoreCore):
                 return None
             certificate = _certificate(row)
             await tx.execute("DELETE FROM certificates WHERE id = $1", certificate_id)
-            await self.append_change(
-                tx,
-                "certificate.deleted",
-                network_id,
-                {"fingerprint": certificate.fingerprint_sha256},
-            )
+            await self.append_event(
+                tx, CertificateDeleted(network_id, certificate.fingerprint_sha256))
         return certificate
 
 

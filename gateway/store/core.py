@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.store.db import Database, Queries
+from gateway.store.events import Event, encode
 from gateway.store.models import Change
 from gateway.store.schema import MIGRATIONS, migration_statements
 
@@ -75,6 +76,10 @@ class StoreCore:
         await self.db.notify_feed(tx)
         assert row is not None
         return int(row["seq"])
+
+    async def append_event(self, tx: Queries, event: Event) -> int:
+        """Append a typed feed event inside the caller's transaction."""
+        return await self.append_change(tx, *encode(event))
 
     async def publish(self, kind: str, network_id: str | None, payload: dict[str, Any]) -> int:
         """Append one feed entry in a transaction of its own."""

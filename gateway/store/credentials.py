@@ -13,6 +13,13 @@ from typing import Any, Literal
 
 from gateway.store.core import StoreCore, new_id
 from gateway.store.db import Queries
+from gateway.store.events import (
+    ConsoleEnded,
+    KeyRevoked,
+    KeysRotated,
+    TokensRevoked,
+    TokensSuperseded,
+)
 from gateway.store.pending_audit import INSERT_AUDIT
 
 
@@ -68,7 +75,7 @@ class CredentialQueries(StoreCore):
                 " created_at, max_exp) VALUES ($1, $2, $3, $4, $5, $6)",
                 kid, algorithm, public_pem, sealed_private, now, 0.0,
             )
-            await self.append_change(tx, "keys.rotated", None, {"kid": kid})
+            await self.append_event(tx, KeysRotated(kid))
         return True
 
     async def signing_keys(self) -> list[dict[str, Any]]:
@@ -118,7 +125,7 @@ class CredentialQueries(StoreCore):
             for network in await tx.fetch("SELECT id FROM networks ORDER BY id"):
                 await tx.execute(INSERT_AUDIT, network["id"], now, actor, None,
                                  "signing_key.revoke", kid, None, None)
-            await self.append_change(tx, "keys.revoked", None, {"kid": kid, "signer": added})
+            await self.append_event(tx, KeyRevoked(kid, added))
         return now, added
 
     # -- issued tokens --------------------------------------------------------------
@@ -198,10 +205,8 @@ class CredentialQueries(StoreCore):
                         c.network_id, c.device_id, c.subject, now,
                     )
             if revoked and credentials:
-                tokens = [(c.jti, c.expires_at) for c in credentials]
-                await self.append_change(
-                    tx, "tokens.revoked", credentials[0].network_id, {"tokens": tokens}
-                )
+                tokens = tuple((c.jti, c.expires_at) for c in credentials)
+                await self.append_event(tx, TokensRevoked(credentials[0].network_id, tokens))
             if credentials:
                 await tx.execute(
                     "UPDATE signing_keys SET max_exp = $2 WHERE kid = $1 AND max_exp < $2",
@@ -242,9 +247,8 @@ class CredentialQueries(StoreCore):
                         "UPDATE credentials SET grace_until = $2 WHERE jti = $1", jti, grace_until
                     )
                 if superseded:
-                    await self.append_change(
-                        tx, "tokens.superseded", credential.network_id, {"tokens": superseded}
-                    )
+                    await self.append_event(
+                        tx, TokensSuperseded(credential.network_id, tuple(superseded)))
             else:
                 revoked = await self._revoke_where(
                     tx, credential.network_id, "subject = $2 AND kind = 'admin'",
@@ -298,7 +302,7 @@ class CredentialQueries(StoreCore):
             f" AND {condition} AND revoked_at IS NULL AND expires_at > ${placeholders}",
             network_id, *args, now, now,
         )
-        await self.append_change(tx, "tokens.revoked", network_id, {"tokens": tokens})
+        await self.append_event(tx, TokensRevoked(network_id, tuple(tokens)))
         return tokens
 
     async def live_revocations(self) -> list[tuple[str, float]]:
@@ -389,9 +393,7 @@ class ConsoleQueries(StoreCore):
                 "UPDATE console_sessions SET ended_at = $2 WHERE id = $1",
                 session_hash, self.clock(),
             )
-            await self.append_change(
-                tx, "console.ended", row["network_id"], {"sessions": [session_hash]}
-            )
+            await self.append_event(tx, ConsoleEnded(row["network_id"], (session_hash,)))
 
     async def end_console_sessions_of(self, network_id: str, username: str) -> list[str]:
         async with self.db.transaction() as tx:
@@ -407,5 +409,5 @@ class ConsoleQueries(StoreCore):
                     " AND username = $2 AND ended_at IS NULL",
                     network_id, username, self.clock(),
                 )
-                await self.append_change(tx, "console.ended", network_id, {"sessions": ended})
+                await self.append_event(tx, ConsoleEnded(network_id, tuple(ended)))
         return ended

@@ -6,6 +6,7 @@ import secrets
 
 from gateway.store.core import AlreadyExists, StoreCore, new_id
 from gateway.store.db import Row
+from gateway.store.events import NetworkChanged, UserBanned, UserUnbanned
 from gateway.store.models import Admin, Network, User
 
 
@@ -34,8 +35,8 @@ class IdentityQueries(StoreCore):
                 network.mtls_enabled,
                 network.created_at,
             )
-            flags = {"region": region, "secure": secure, "mtls": False}
-            await self.append_change(tx, "network.created", network.id, flags)
+            await self.append_event(tx, NetworkChanged(network.id, secure, False, created=True,
+                                                       region=region))
         return network
 
     async def get_network(self, network_id: str) -> Network | None:
@@ -120,9 +121,7 @@ class IdentityQueries(StoreCore):
                 " WHERE id = $1",
                 network_id, secure, mtls,
             )
-            await self.append_change(
-                tx, "network.updated", network_id, {"secure": secure, "mtls": mtls}
-            )
+            await self.append_event(tx, NetworkChanged(network_id, secure, mtls))
         return Network(**{**current.__dict__, "use_secure_authentication": secure,
                           "mtls_enabled": mtls})
 
@@ -207,8 +206,8 @@ class IdentityQueries(StoreCore):
                 "UPDATE users SET is_global_banned = $2, updated_at = $3 WHERE id = $1",
                 row["id"], banned, now,
             )
-            kind = "user.banned" if banned else "user.unbanned"
-            await self.append_change(tx, kind, network_id, {"userId": user_id})
+            event = (UserBanned if banned else UserUnbanned)(network_id, user_id)
+            await self.append_event(tx, event)
         return User(**{**_user(row).__dict__, "is_global_banned": banned, "updated_at": now})
 
     async def banned_users(self) -> list[tuple[str, str]]:

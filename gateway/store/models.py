@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.store.events import Event, decode
+
 
 @dataclass(frozen=True)
 class Network:
@@ -62,3 +64,8 @@ class Change:
     network_id: str | None
     payload: dict[str, Any]
     created_at: float
+
+    @property
+    def event(self) -> Event | None:
+        """The typed event (gateway.store.events); None for a kind unknown here."""
+        return decode(self.kind, self.network_id, self.payload)

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.store.core import StoreCore
 from gateway.store.db import Queries
+from gateway.store.events import SettingUpdated
 
 # Portable upsert: the same text runs on SQLite and PostgreSQL.
 _UPSERT = (
@@ -42,4 +43,4 @@ class SettingsQueries(StoreCore):
     async def _write(self, tx: Queries, network_id: str, name: str, value: Any) -> None:
         encoded = json.dumps(value, separators=(",", ":"))
         await tx.execute(_UPSERT, network_id, name, encoded, self.clock())
-        await self.append_change(tx, "setting.updated", network_id, {"name": name})
+        await self.append_event(tx, SettingUpdated(network_id, name))
