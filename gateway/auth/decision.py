@@ -21,6 +21,7 @@ from gateway.policy.model import Auth, Rule
 from gateway.timefmt import iso
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ADMIN_AUTH = (Auth.ADMIN_TOKEN, Auth.SERVER_KEY_OR_ADMIN)
 
 
 class Reason(enum.StrEnum):
@@ -135,7 +136,8 @@ def decide(
         return PUBLIC
     if stale is not None and not rule.serve_stale:
         return Refused(Reason.STALE, 503, stale)
-    if rule.auth is Auth.SERVER_KEY:
+    if rule.auth is Auth.SERVER_KEY or (isinstance(credential, ServerKeyCredential) and (
+            rule.auth is Auth.SERVER_KEY_OR_ADMIN)):
         return _server_key(rule, credential, state, now, facts)
     if isinstance(credential, NoCredential | ServerKeyCredential):
         return Refused(Reason.MISSING, 401, "Unauthorized")
@@ -169,7 +171,7 @@ def _token(rule: Rule, claims: Claims, state: AuthState, now: float, leeway: flo
                            warning)
     if rule.auth is Auth.ACCESS_TOKEN and claims.kind != "access":
         return Refused(Reason.WRONG_KIND, 401, "Invalid token")
-    if rule.auth is Auth.ADMIN_TOKEN and claims.kind != "admin":
+    if rule.auth in _ADMIN_AUTH and claims.kind != "admin":
         return Refused(Reason.WRONG_KIND, 403, "Permission denied", 400301)
     access = claims.kind == "access"
     principal = Principal(

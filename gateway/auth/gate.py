@@ -49,8 +49,8 @@ async def presented_credential(request: web.Request, rule: Rule) -> Credential:
     key for `auth: server_key` rules. Rules that need none look at nothing."""
     if rule.auth in _UNCHECKED:
         return NO_CREDENTIAL
-    if rule.auth is Auth.SERVER_KEY:
-        key = request.headers.get("x-server-key", "")
+    key = request.headers.get("x-server-key", "")
+    if rule.auth is Auth.SERVER_KEY or (rule.auth is Auth.SERVER_KEY_OR_ADMIN and key):
         network = await request.app[STORE].network_by_server_key_hash(hash_secret(key)) \
             if key else None
         return ServerKeyCredential(network.id) if network else BadCredential(

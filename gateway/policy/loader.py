@@ -33,6 +33,8 @@ _MATCH_KEYS = ("path", "methods", "hosts", "query")
 _QUERY_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,64}")
 # Credentials with no role: a role condition on them can never hold.
 _NO_ROLES = (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT, Auth.SERVER_KEY)
+# Credentials of console users only: `roles: [user]` could never admit anyone.
+_ADMIN_ONLY = (Auth.ADMIN_TOKEN, Auth.SERVER_KEY_OR_ADMIN)
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _AUTH_NAMES = tuple(a.value for a in Auth)
@@ -242,7 +244,7 @@ def _roles(where: _Where, item: Mapping[str, object], auth: Auth) -> tuple[str, 
     # Refuse combinations that can never admit anyone: they are always a mistake.
     if roles and auth in _NO_ROLES:
         raise where.error("roles", _got(value, f"no roles with auth {auth.value} (no token)"))
-    if auth is Auth.ADMIN_TOKEN and USER_ROLE in roles:
+    if auth in _ADMIN_ONLY and USER_ROLE in roles:
         raise where.error("roles", _got(value, "console roles with auth admin_token"))
     if auth is Auth.ACCESS_TOKEN and any(r in CONSOLE_ROLES for r in roles):
         raise where.error("roles", _got(value, "only user with auth access_token"))

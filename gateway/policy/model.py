@@ -25,6 +25,9 @@ class Auth(enum.StrEnum):
     MQTT_CONNECT = "mqtt_connect"
     # The network's server key in `x-server-key` (the customer's own server calling).
     SERVER_KEY = "server_key"
+    # Either: the server key when `x-server-key` is sent, else an admin credential
+    # (admin token or console session) checked like `admin_token`.
+    SERVER_KEY_OR_ADMIN = "server_key_or_admin"
 
 
 CONSOLE_ROLES: tuple[str, ...] = ("moderator", "admin", "super-admin")

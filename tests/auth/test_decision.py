@@ -44,6 +44,8 @@ RULES = {
     "pinned-admin": Rule(name="pinned-admin", path="/u", auth=Auth.ANY_TOKEN, mtls=True,
                          mtls_credentials=frozenset({"admin_token", "console_session"})),
     "server-key": Rule(name="server-key", path="/s", auth=Auth.SERVER_KEY, mtls=True),
+    "server-or-admin": Rule(name="server-or-admin", path="/i", auth=Auth.SERVER_KEY_OR_ADMIN,
+                            roles=("admin",)),
     "stale-serve": Rule(name="stale-serve", path="/z", auth=Auth.ANY_TOKEN, serve_stale=True),
 }
 
@@ -147,6 +149,10 @@ EXPECTED: dict[str, dict[str, Want]] = {
                     "access-banned": WRONG_KIND_403, "moderator": ROLE, "admin": OK,
                     "super-admin": OK, "admin-in-grace": GRACE_REFUSED, "console-admin": OK,
                     "console-moderator": ROLE},
+    "server-or-admin": {**COMMON, "server-key": OK, "access": WRONG_KIND_403,
+                        "access-in-leeway": WRONG_KIND_403, "access-banned": WRONG_KIND_403,
+                        "moderator": ROLE, "admin": OK, "super-admin": OK,
+                        "admin-in-grace": OK, "console-admin": OK, "console-moderator": ROLE},
 }
 
 

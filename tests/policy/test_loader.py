@@ -103,7 +103,8 @@ def rule_file(body: str) -> str:
         (
             "{name: api, match: {path: /a}, auth: public, mtl: true}",
             "mtl",
-            "unknown key, expected one of name, match, auth, roles, exclude_roles, superseded, mtls",
+            "unknown key, expected one of name, match, auth, roles, exclude_roles, superseded,"
+            " mtls",
         ),
         ("{name: api, auth: public}", "match", "got null, expected a mapping"),
         ("{name: api, match: /a, auth: public}", "match", "got '/a', expected a mapping"),
