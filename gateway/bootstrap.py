@@ -3,15 +3,19 @@ store schema) and never overwrite anything. Safe to run on every start."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from gateway.config import Config, sqlite_path
-from gateway.store import open_store
-from gateway.tls.ca import ensure_ca, ensure_server_certificate
+from gateway.store import Store, open_store
+from gateway.store.facts import CA_SHA256, recorded_fact
+from gateway.tls.ca import ensure_ca, ensure_server_certificate, fingerprint_sha256
 
 SERVER_CERT_VALIDITY = timedelta(days=825)
 
@@ -53,10 +57,34 @@ def init_files(config: Config) -> dict[str, Any]:
     return result
 
 
+class OtherCA(ValueError):
+    """The CA files are not those of the deployment the store belongs to."""
+
+
+def ca_fingerprint(path: Path) -> str:
+    """SHA-256 of the CA certificate in `path` (blocking: reads the file)."""
+    return fingerprint_sha256(x509.load_pem_x509_certificate(path.read_bytes()))
+
+
+async def check_ca(config: Config, store: Store) -> None:
+    """Refuse a CA other than the one the store's first instance recorded (and record
+    this one if none was): like a different key-encryption key, a different CA splits the
+    fleet, and unlike it nothing else would notice."""
+    path = Path(config.mtls.ca_cert)
+    ours = await asyncio.to_thread(ca_fingerprint, path)
+    theirs = await recorded_fact(store, CA_SHA256, ours)
+    if theirs != ours:
+        raise OtherCA(
+            f"mtls.ca_cert {path} (sha256 {ours}) is not the CA of this store's deployment"
+            f" (sha256 {theirs}): copy ca.pem and ca.key from one of its instances"
+        )
+
+
 async def init_store(config: Config) -> dict[str, Any]:
     store = await open_store(config)
     try:
         version = await store.schema_version()
+        await check_ca(config, store)
     finally:
         await store.close()
     location = (

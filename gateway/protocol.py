@@ -10,6 +10,8 @@ The handler also bounds how long a request head may take to arrive (`header_time
 a client that trickles its request line and headers byte by byte (slowloris), or
 connects and sends nothing, is disconnected instead of holding the connection until
 aiohttp's keep-alive timeout (an hour by default).
+
+It also bounds how long a request body may stall (`body_timeout`): see `BodyTimeout`.
 """
 
 from __future__ import annotations
@@ -27,13 +29,23 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from gateway.errors import error_response
+from gateway.errors import GatewayError, error_response
 
 log = logging.getLogger("gateway.protocol")
 
 HEADER_TIMEOUT = 20.0
 """Seconds a request head (request line and headers) may take from its first byte, or a
 new connection from being accepted, before the connection is closed."""
+
+BODY_TIMEOUT = 30.0
+"""Seconds within which a request body still on its way must deliver BODY_PROGRESS bytes
+(or its end), else it has stopped arriving: 408, or a closed connection."""
+
+BODY_PROGRESS = 1024
+"""Bytes that count as progress. Not one byte: a body trickled a few bytes at a time
+("slow POST") holds a connection, a handler and, proxied, an upstream connection just as
+long as one that stopped. Not a bound on the whole body either: a 1 GiB upload on a slow
+link is legitimate, and it keeps delivering far more than this per window."""
 
 SERVER_HEADER = "gateway"  # what gateway.app sets on every answer the app makes
 _SERVER = {"Server": SERVER_HEADER}  # answers made before the app runs set it themselves
@@ -71,15 +83,36 @@ def _malformed(detail: object) -> str:
     return f"malformed request: {what}" if what else "malformed request"
 
 
+class BodyTimeout(GatewayError):
+    """What reading a request body raises once it stopped arriving (`server.body_timeout`).
+
+    Set on the body's StreamReader (`set_exception`, public), so every reader gets it:
+    built-in endpoints answer it as the contract's 408, and a body being streamed upstream
+    fails its upload, which aborts the upstream request (the connection is closed, never a
+    body passed off as complete)."""
+
+    def __init__(self) -> None:
+        # 400000, as for the other size and time limits (API.md section 1).
+        super().__init__(408, "request timeout", code=400000, close_connection=True)
+
+
 class GatewayRequestHandler(RequestHandler):
-    """aiohttp's protocol handler with the contract's parser errors and a header timeout."""
+    """aiohttp's protocol handler with the contract's parser errors, a header timeout and a
+    body timeout."""
 
     def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,
-                 header_timeout: float = HEADER_TIMEOUT, **kwargs: Any) -> None:
+                 header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
+                 **kwargs: Any) -> None:
         super().__init__(manager, loop=loop, **kwargs)
         self.header_timeout = header_timeout  # server.header_timeout
+        self.body_timeout = body_timeout  # server.body_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._last_body: StreamReader | None = None  # body of the last request parsed
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_mark = 0.0  # loop time of the body's last progress
+        self._body_bytes = 0  # bytes received since then
+        self._body_held = False  # reading paused by flow control: the gateway's doing
+        self.handling = False  # the app is handling a request (set by _json_http_errors)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -87,6 +120,7 @@ class GatewayRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -94,11 +128,88 @@ class GatewayRequestHandler(RequestHandler):
         # from there until the parser has the whole head (a message).
         if data and self._head_timer is None and self._between_requests():
             self._arm_head_timer()
+        if self._body_timer is not None:
+            self._body_received(len(data))
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
             self._disarm_head_timer()
             self._last_body = self._messages[-1][1] if self._messages else None
+            self._start_body_clock()
+        elif self._body_timer is not None and self._body_done():
+            self._disarm_body_timer()
+
+    # -- body timeout -------------------------------------------------------------
+    # Measured here, where bytes arrive, not around each read: it then holds on every
+    # route whoever reads the body (or nobody yet), and a handler busy elsewhere (an
+    # upstream slow to take the upload) is not mistaken for a client that stopped.
+
+    def pause_reading(self) -> None:
+        # The body's buffer is full because nobody reads it fast enough: time stops.
+        self._body_held = True
+        super().pause_reading()
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        if self._body_held:
+            self._body_held = False
+            self._mark_progress()  # a full window from the moment the client may send
+        super().resume_reading(resume_parser)
+
+    def _body_done(self) -> bool:
+        body = self._last_body
+        return body is None or body.is_eof() or body.exception() is not None
+
+    def _start_body_clock(self) -> None:
+        self._disarm_body_timer()
+        if self.body_timeout > 0 and not self._upgraded and not self._body_done():
+            self._mark_progress()
+            self._body_timer = self._loop.call_at(
+                self._body_mark + self.body_timeout, self._check_body
+            )
+
+    def _mark_progress(self) -> None:
+        self._body_mark = self._loop.time()
+        self._body_bytes = 0
+
+    def _body_received(self, size: int) -> None:
+        # Counted per delivery, not per check: moving the deadline costs no timer.
+        self._body_bytes += size
+        if self._body_bytes >= BODY_PROGRESS:
+            self._mark_progress()
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        body = self._last_body
+        if body is None or self._body_done() or self.transport is None:
+            return
+        if self._body_held or not _reading(self.transport):
+            self._mark_progress()  # paused by the gateway (flow control, a pipeline queue)
+        deadline = self._body_mark + self.body_timeout
+        if self._loop.time() < deadline:
+            self._body_timer = self._loop.call_at(deadline, self._check_body)
+            return
+        self._cut_body(body)
+
+    def _cut_body(self, body: StreamReader) -> None:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        if not self.handling:
+            # Nobody will read it: the answer went out already (aiohttp is dropping the
+            # rest of the body) or was never started (a request queued behind another).
+            log.info("closing the connection from %s: request body stalled for %gs "
+                     "after the answer", peer, self.body_timeout)
+            self.force_close()
+            return
+        log.info("request body from %s stalled for %gs: request timeout", peer,
+                 self.body_timeout)
+        # No more bytes are parsed, and the connection closes after this answer: what is
+        # left of the body is unknown. The reader of the body gets BodyTimeout.
+        self.close()
+        body.set_exception(BodyTimeout())
 
     def _between_requests(self) -> bool:
         if self._upgraded or self._payload_parser is not None:
@@ -145,6 +256,12 @@ class GatewayRequestHandler(RequestHandler):
         return response
 
 
+def _reading(transport: asyncio.BaseTransport) -> bool:
+    """Whether the transport is reading (`is_reading`: asyncio and uvloop transports)."""
+    is_reading = getattr(transport, "is_reading", None)
+    return bool(is_reading()) if is_reading is not None else True
+
+
 class GatewayServer(web.Server):
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
@@ -163,9 +280,24 @@ def _json_http_errors(handler: RequestHandlerFn) -> RequestHandlerFn:
       surrogates, which no store, hash or upstream request can encode;
     - an `Expect` other than `100-continue` (417): aiohttp's router would answer in plain
       text quoting the header.
+
+    It also tells the connection when the app is handling a request (the body timeout
+    acts differently then), and answers 408 for a body that stopped arriving whatever the
+    app made of it: an upload streamed upstream fails as a broken upstream request.
     """
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
+        protocol = request.protocol
+        if not isinstance(protocol, GatewayRequestHandler):
+            return await answer(request)
+        protocol.handling = True
+        try:
+            response = await answer(request)
+        finally:
+            protocol.handling = False
+        return _after_body_timeout(request, response)
+
+    async def answer(request: BaseRequest) -> web.StreamResponse:
         undecodable = _not_utf8_header(request)
         if undecodable is not None:
             log.info("refused request from %s: header %s is not UTF-8", request.remote,
@@ -187,6 +319,26 @@ def _json_http_errors(handler: RequestHandlerFn) -> RequestHandlerFn:
             return error_response(exc.status, exc.reason, headers=_SERVER)
 
     return handle
+
+
+def _after_body_timeout(request: BaseRequest, response: web.StreamResponse) -> web.StreamResponse:
+    """The answer to a request whose body timed out while the app handled it: the
+    contract's 408 if nothing was sent yet; the connection closes either way."""
+    body = request.content
+    if not isinstance(body.exception(), BodyTimeout):
+        return response
+    # Nothing more is parsed from this connection (see _cut_body): marking the body
+    # complete stops aiohttp from reading on to drop the rest, which would only meet the
+    # timeout again.
+    body.feed_eof()
+    if response.prepared or response.status == 408:  # sent already, or the app's own 408
+        return response
+    timeout = BodyTimeout().response()
+    request_id = response.headers.get("X-Request-Id")
+    if request_id is not None:
+        timeout.headers["X-Request-Id"] = request_id
+    timeout.headers.update(_SERVER)
+    return timeout
 
 
 def _not_utf8_header(request: BaseRequest) -> str | None:

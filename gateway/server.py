@@ -98,6 +98,7 @@ def make_runner(app: web.Application, config: Config) -> GatewayRunner:
         # the client sees the answer; bounded, so such a client cannot hold a drain up.
         lingering_time=LINGERING_SECONDS,
         header_timeout=config.server.header_timeout,
+        body_timeout=config.server.body_timeout,
         keepalive_timeout=config.server.keepalive_timeout,
     )
 

@@ -32,7 +32,9 @@ async def json_object(request: web.Request, *, optional: bool = False) -> dict[s
         # Declared too large: answer now rather than wait for a body that may never come.
         raise GatewayError(413, "request too large", close_connection=True)
     try:
-        raw = await request.read()  # bounded by server.max_body_bytes (413 above it)
+        # Bounded by server.max_body_bytes (413 above it); a body that stops arriving
+        # raises BodyTimeout here (408, server.body_timeout: gateway/protocol.py).
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise GatewayError(413, "request too large", close_connection=True) from None
     if not raw.strip() and optional:

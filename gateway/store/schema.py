@@ -155,6 +155,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE audit_logs ADD COLUMN aggregate_key TEXT",
         "CREATE UNIQUE INDEX audit_logs_aggregate ON audit_logs (aggregate_key)",
     ),
+    # 7: facts about the deployment, recorded by the first instance that starts on the
+    # store and checked by every later one: the CA's fingerprint (gateway/store/facts.py).
+    (
+        """CREATE TABLE deployment_facts (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            recorded_at {real} NOT NULL
+        )""",
+    ),
 )
 
 

@@ -10,8 +10,11 @@ sequence numbers commit in order across processes.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -23,8 +26,12 @@ import aiosqlite
 from gateway.store.db import Queries, Row, StoreUnavailable
 from gateway.store.pending_audit import write_pending
 
+log = logging.getLogger("gateway.store")
+
 _PARAM = re.compile(r"\$(\d+)")
 BUSY_TIMEOUT_MS = 5000
+FILE_MODE = 0o600  # password hashes, sealed keys, server-key hashes: the owner's only
+_COMPANIONS = ("-wal", "-shm")  # SQLite gives them the database file's mode
 
 
 @lru_cache(maxsize=512)
@@ -61,6 +68,34 @@ class _Connection(Queries):
         return rows[0] if rows else None
 
 
+def _owner_only_files(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 less the
+    umask, and its -wal/-shm copy the database's mode), and take group and other access
+    away from the file and its -wal/-shm when an older version left them open."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask took away
+        finally:
+            os.close(fd)
+    for name in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        _tighten(name)
+
+
+def _tighten(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # another user's file: SQLite itself will say if it cannot open it
+        log.warning("cannot restrict the mode of %s: %s", path, exc)
+
+
 class SqliteDatabase:
     dialect = "sqlite"
 
@@ -72,6 +107,7 @@ class SqliteDatabase:
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_owner_only_files, path)
         try:
             conn = await aiosqlite.connect(str(path), isolation_level=None)
         except sqlite3.Error as exc:
@@ -92,6 +128,7 @@ class SqliteDatabase:
         # FULL: an acknowledged write survives a power loss, not just a process crash.
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        await asyncio.to_thread(_owner_only_files, path)  # a -wal/-shm WAL mode just made
         return cls(conn)
 
     async def execute(self, sql: str, *args: Any) -> None:
