@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from gateway.auth.passwords import hash_password
 from gateway.bootstrap import init_files, init_store
+from gateway.cli_help import COMMAND_HELP
 from gateway.cli_keys import revoke_key
 from gateway.cli_tokens import NotFound, admin_token, mint_tokens, rotate_keys
-from gateway.config import Config, ConfigError, load_config
-from gateway.logs import configure_logging
+from gateway.config import Config, ConfigError, load_config, sqlite_path
+from gateway.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from gateway.policy import PolicyError, load_policies
 from gateway.store import AlreadyExists, SigningKeyError, StoreUnavailable, open_store
+
+log = logging.getLogger("gateway.cli")
 
 ROLES = ("super-admin", "admin", "moderator")
 USAGE_ERROR = 2
@@ -38,21 +44,57 @@ class CommandError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every parser of the command: its description and examples come from
+    gateway.cli_help, and given no subcommand it prints its help (exit status 0)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        doc = COMMAND_HELP.get(self.prog.removeprefix("gateway").strip())
+        if doc is not None:
+            self.description, self.epilog = doc.description, doc.epilog
+            self.formatter_class = argparse.RawDescriptionHelpFormatter
+        self.set_defaults(run=self._show_help)  # a command's own set_defaults replaces it
+
+    def _show_help(self, _args: argparse.Namespace) -> int:
+        self.print_help()
+        return 0
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("gateway")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was not installed
+        from gateway import __version__
+
+        return __version__
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes after its name."""
     parser.add_argument(
-        "--config",
+        "--config", metavar="PATH",
         default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
         help="config file (default: $GATEWAY_CONFIG, else ./config.yaml)",
+    )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None,
+        help="log lines on stderr: text, or json (one object per line); default: text when "
+             "stderr is a terminal, else json",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info",
+        help="the least severe log lines shown (default: info)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gateway", description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create the CA, certificates, keys and schema")
     _add_config(init)
@@ -64,23 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     network = commands.add_parser("network", help="manage networks").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", parser_class=_Parser, metavar="ACTION"
     )
     create_network = network.add_parser("create", help="create a network and its API key")
     _add_config(create_network)
-    create_network.add_argument("--name", required=True)
-    create_network.add_argument("--region", default=None, help="default: regions.default")
+    create_network.add_argument("--name", required=True, help="display name, 1-100 characters")
+    create_network.add_argument(
+        "--region", default=None, help="a region of the config (default: regions.default)"
+    )
     create_network.add_argument("--secure", action="store_true", help="turn secure mode on")
     create_network.set_defaults(run=cmd_network_create)
 
     admin = commands.add_parser("admin", help="manage console users").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", parser_class=_Parser, metavar="ACTION"
     )
     create_admin = admin.add_parser("create", help="create a console user")
     _add_config(create_admin)
-    create_admin.add_argument("--network", required=True, help="network id")
-    create_admin.add_argument("--username", required=True)
-    create_admin.add_argument("--role", required=True, choices=ROLES)
+    create_admin.add_argument("--network", required=True, metavar="ID", help="network id")
+    create_admin.add_argument("--username", required=True, help="login name (1-100 characters)")
+    create_admin.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
     create_admin.add_argument(
         "--password-stdin", action="store_true", required=True,
         help="read the password from the first line of standard input",
@@ -89,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     update_network = network.add_parser("update", help="change a network's settings")
     _add_config(update_network)
-    update_network.add_argument("--network", required=True, help="network id")
+    update_network.add_argument("--network", required=True, metavar="ID", help="network id")
     update_network.add_argument("--secure", choices=("on", "off"), help="secure mode")
     update_network.add_argument(
         "--mtls", choices=("on", "off"),
@@ -99,25 +143,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = admin.add_parser("token", help="issue an admin token for a console user")
     _add_config(token)
-    token.add_argument("--network", required=True, help="network id")
-    token.add_argument("--username", required=True)
+    token.add_argument("--network", required=True, metavar="ID", help="network id")
+    token.add_argument("--username", required=True, help="an existing console user")
     token.set_defaults(run=cmd_admin_token)
 
     tokens = commands.add_parser("tokens", help="credentials for load tests").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", parser_class=_Parser, metavar="ACTION"
     )
-    mint = tokens.add_parser("mint", help="write N tokens to a CSV file (userId,token)")
+    mint = tokens.add_parser("mint", help="write N tokens to a file (userId,token)")
     _add_config(mint)
-    mint.add_argument("--network", required=True, help="network id")
-    mint.add_argument("--users", required=True, type=int)
-    mint.add_argument("--kind", choices=("access", "admin"), default="access")
+    mint.add_argument("--network", required=True, metavar="ID", help="network id")
+    mint.add_argument("--users", required=True, type=int, metavar="N",
+                      help="how many tokens (one per user)")
+    mint.add_argument(
+        "--kind", choices=("access", "admin"), default="access",
+        help="user access tokens or admin tokens (default: access)",
+    )
     mint.add_argument("--expired", action="store_true", help="tokens already past expiry")
     mint.add_argument("--revoked", action="store_true", help="tokens already revoked")
-    mint.add_argument("--out", required=True)
+    mint.add_argument("--out", required=True, metavar="FILE",
+                      help="file to write (replaced if it exists)")
+    mint.add_argument(
+        "--format", choices=("csv", "jsonl"), default="csv",
+        help='csv: a "userId,token" header, then one row per token; jsonl: one '
+             '{"userId": ..., "token": ...} object per line (default: csv)',
+    )
     mint.set_defaults(run=cmd_tokens_mint)
 
     keys = commands.add_parser("keys", help="token signing keys").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", parser_class=_Parser, metavar="ACTION"
     )
     rotate = keys.add_parser("rotate", help="a new signing key signs from now on")
     _add_config(rotate)
@@ -161,11 +215,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_policies(config.policies)  # refuse broken policies before anything starts
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
-    init_files(config)
-    asyncio.run(init_store(config))
+    new_store = config.store.url.startswith("sqlite") and not sqlite_path(config).exists()
+    files = init_files(config)
+    store = asyncio.run(init_store(config))
+    _log_start(config, workers, files, store["store"] if new_store else None)
     if workers == 1:
         return run_worker(config, reuse_port=False)
     return supervise(config, workers)
+
+
+def _log_start(
+    config: Config, workers: int, files: dict[str, Any], new_store: str | None
+) -> None:
+    """Who is starting and where to reach it, then (on a first start) what init made."""
+    urls = [f"{scheme}://{_host(listener.host)}:{listener.port}"
+            for scheme, listener in (("http", config.server.http), ("https", config.server.https))
+            if listener is not None]
+    log.info("gateway %s starting: pid %d, %d worker%s, config %s, listeners %s",
+             package_version(), os.getpid(), workers, "" if workers == 1 else "s", config.path,
+             " ".join(urls) or "none",
+             extra={"fields": {"pid": os.getpid(), "urls": urls, "workers": workers}})
+    # init names what it made ("ca", "kek", ...) and reports each one's path under that name.
+    created = {name: str(files.get(name, "")) for name in files.get("created", [])}
+    if new_store is not None:
+        created["store"] = new_store
+    if created:
+        log.info("first start: init created %s",
+                 ", ".join(f"{name} {path}" for name, path in created.items()),
+                 extra={"fields": {"created": created}})
+    grace = config.server.drain_grace
+    if grace > 0 and sys.stdin.isatty():
+        log.info("Ctrl-C drains for %gs before stopping (server.drain_grace); "
+                 "GATEWAY_SERVER_DRAIN_GRACE=0 stops at once", grace)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def cmd_network_create(args: argparse.Namespace) -> int:
@@ -278,12 +363,28 @@ def cmd_tokens_mint(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(mint_tokens(
             config, args.network, args.users, args.kind, expired=args.expired,
-            revoked=args.revoked, out=Path(args.out),
+            revoked=args.revoked, out=Path(args.out), fmt=args.format,
+            progress=_progress_on_terminal(),
         ))
     except NotFound as exc:
         raise CommandError(f"gateway tokens mint: {exc}") from None
     _print(result)
     return 0
+
+
+def _progress_on_terminal() -> Callable[[int, int], None] | None:
+    """A progress line on stderr, rewritten in place: for a person watching, not for logs."""
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-6)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\rminted {done:,} of {total:,} tokens ({done * 100 // total}%, "
+                         f"{rate:,.0f}/s){end}")
+        sys.stderr.flush()
+    return show
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
@@ -302,7 +403,12 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help and --version print and stop here
+            return exc.code if isinstance(exc.code, int) else 0
+        configure_logging(args.log_level if "log_level" in args else "info",
+                          args.log_format if "log_format" in args else None)
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
     except UsageError as exc:
