@@ -19,6 +19,7 @@ from gateway.api import (
     console_ui,
     network,
     notifications,
+    oauth,
     ops,
     secure,
     sessions,
@@ -59,7 +60,7 @@ SERVER_HEADER = "gateway"
 ENDPOINTS = (
     *ops.ENDPOINTS, *sessions.ENDPOINTS, *admin_tokens.ENDPOINTS, *notifications.ENDPOINTS,
     *network.ENDPOINTS, *console.ENDPOINTS, *console_ui.ENDPOINTS, *admins.ENDPOINTS,
-    *audit.ENDPOINTS, *certificates.ENDPOINTS, *secure.ENDPOINTS,
+    *audit.ENDPOINTS, *certificates.ENDPOINTS, *secure.ENDPOINTS, *oauth.ENDPOINTS,
 )
 PRUNE_INTERVAL = 600.0
 

@@ -17,7 +17,6 @@ from typing import Any, Literal, TextIO
 from cryptography.hazmat.primitives import serialization
 
 from gateway.auth.loader import load_token_service
-from gateway.auth.tokens import ISSUER
 from gateway.config import Config
 from gateway.minting import MintChunk, device_id, sign_chunk, start_worker, user_id
 from gateway.store import IssuedCredential, Store, open_store
@@ -55,8 +54,8 @@ async def mint_tokens(
             serialization.NoEncryption(),
         )
         chunks = [
-            MintChunk(pem=pem, issuer=ISSUER, algorithm=key.algorithm, kid=key.kid, kind=kind,
-                      network_id=network_id, issued=issued, ttl=ttl, start=start,
+            MintChunk(pem=pem, issuer=tokens.issuer, algorithm=key.algorithm, kid=key.kid,
+                      kind=kind, network_id=network_id, issued=issued, ttl=ttl, start=start,
                       count=min(MINT_BATCH, users - start))
             for start in range(0, users, MINT_BATCH)
         ]

@@ -154,6 +154,9 @@ class TokensConfig:
     admin_rotation_grace: Seconds = Seconds(86400.0)
     leeway: Seconds = Seconds(30.0)
     algorithms: tuple[str, ...] = ("ES256",)
+    # The `iss` of new tokens and the OAuth metadata's issuer (RFC 8414): an https URL
+    # with no path, query or fragment. None: derived from the listeners (token_issuer).
+    issuer: Url | None = None
 
 
 @dataclass(frozen=True)
@@ -487,6 +490,35 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             f"tokens.leeway: got {config.tokens.leeway:g}s, expected at most 5m (300s)"
         )
+    _check_issuer(config.tokens.issuer)
+
+
+def _check_issuer(issuer: str | None) -> None:
+    """RFC 8414: https, no query or fragment; no path either, because the metadata is
+    served at the root's /.well-known/oauth-authorization-server only."""
+    if issuer is None:
+        return
+    parts = urlsplit(issuer)
+    if parts.scheme != "https" or parts.path or parts.query or parts.fragment or (
+            "@" in parts.netloc):
+        raise ConfigError(
+            f"tokens.issuer: got {issuer!r}, expected an https://host[:port] URL"
+            " (no path, query or fragment)"
+        )
+
+
+def token_issuer(config: Config) -> str:
+    """`tokens.issuer`, else the HTTPS listener's https://host[:port]; with no HTTPS
+    listener (TLS ends in front of the gateway), https://<HTTP listener host>."""
+    if config.tokens.issuer is not None:
+        return config.tokens.issuer
+    https, http = config.server.https, config.server.http
+    host, port = (https.host, https.port) if https is not None else (
+        http.host if http is not None else "localhost", 443)
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
+
 
 
 def _check_limits(config: Config) -> None:

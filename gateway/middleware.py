@@ -125,7 +125,12 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     info.client_cert = client_certificate(
         request, settings.client_cert_header, settings.trusted_proxies
     )
-    await authorize(request, route.rule)
+    try:
+        await authorize(request, route.rule)
+    except GatewayError as refused:
+        if route.endpoint is None or route.endpoint.refusal is None:
+            raise
+        raise route.endpoint.refusal(refused) from None
     if route.endpoint is not None:
         return await route.endpoint.handler(request)
     return await handler(request)

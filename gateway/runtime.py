@@ -24,7 +24,8 @@ from gateway.proxy.upstreams import RegionPool, build_pools
 log = logging.getLogger("gateway.reload")
 
 # Keys a reload cannot change without new sockets or a new store connection.
-_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store")
+# tokens.issuer: the token service signs with the issuer it started with.
+_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store", "tokens.issuer")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -16,3 +16,4 @@ class Claims:
     kid: str
     did: str | None = None
     role: str | None = None
+    iss: str | None = None

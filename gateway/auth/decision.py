@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from gateway.auth.claims import Claims
 from gateway.auth.principal import Principal
 from gateway.auth.state import AuthState
-from gateway.policy.model import Auth, Rule
+from gateway.policy.model import SERVER_KEY_WHEN_SENT, Auth, Rule
 from gateway.timefmt import iso
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -137,7 +137,7 @@ def decide(
     if stale is not None and not rule.serve_stale:
         return Refused(Reason.STALE, 503, stale)
     if rule.auth is Auth.SERVER_KEY or (isinstance(credential, ServerKeyCredential) and (
-            rule.auth is Auth.SERVER_KEY_OR_ADMIN)):
+            rule.auth in SERVER_KEY_WHEN_SENT)):
         return _server_key(rule, credential, state, now, facts)
     if isinstance(credential, NoCredential | ServerKeyCredential):
         return Refused(Reason.MISSING, 401, "Unauthorized")

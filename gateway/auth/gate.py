@@ -26,6 +26,7 @@ from gateway.cors import normalize_origin
 from gateway.errors import GatewayError
 from gateway.keys import AUTH_STATE, FEED, METRICS, STORE, TOKENS
 from gateway.policy import Auth, Rule
+from gateway.policy.model import SERVER_KEY_WHEN_SENT
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.requestinfo import INFO, RequestInfo, request_scheme
 
@@ -50,7 +51,7 @@ async def presented_credential(request: web.Request, rule: Rule) -> Credential:
     if rule.auth in _UNCHECKED:
         return NO_CREDENTIAL
     key = request.headers.get("x-server-key", "")
-    if rule.auth is Auth.SERVER_KEY or (rule.auth is Auth.SERVER_KEY_OR_ADMIN and key):
+    if rule.auth is Auth.SERVER_KEY or (rule.auth in SERVER_KEY_WHEN_SENT and key):
         network = await request.app[STORE].network_by_server_key_hash(hash_secret(key)) \
             if key else None
         return ServerKeyCredential(network.id) if network else BadCredential(

@@ -12,7 +12,7 @@ from gateway.auth.sealing import Sealer
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import kek_path
-from gateway.config import Config
+from gateway.config import Config, token_issuer
 from gateway.store import Clock, Store
 
 
@@ -43,6 +43,7 @@ async def load_token_service(
     service = TokenService(
         ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
         clock=clock, lifetimes=lifetimes or _fixed(Lifetimes.from_config(config.tokens)),
+        issuer=token_issuer(config),
     )
     state.on_key_revoked = service.forget_key
     return service

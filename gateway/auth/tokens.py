@@ -27,6 +27,8 @@ from gateway.auth.state import AuthState
 from gateway.errors import GatewayError, invalid_token, token_expired
 from gateway.store import IssuedCredential
 
+# The `iss` of tokens issued before `tokens.issuer` existed: still accepted, so that they
+# keep working until they expire (their lifetime is bounded like any other's).
 ISSUER = "gateway"
 MAX_TOKEN_BYTES = 4096
 REQUIRED_CLAIMS = ("iss", "sub", "iat", "exp", "jti", "nid", "kind")
@@ -95,8 +97,11 @@ class TokenService:
         leeway: float,
         clock: Callable[[], float] = time.time,
         lifetimes: Callable[[], Lifetimes] | None = None,
+        issuer: str = ISSUER,
     ) -> None:
         self.ring = ring
+        self.issuer = issuer  # the `iss` of every token signed here
+        self._issuers = frozenset({issuer, ISSUER})
         self.state = state
         self.sealer = sealer
         self._algorithms = algorithms
@@ -135,7 +140,7 @@ class TokenService:
         expires = issued + ttl
         jti = secrets.token_hex(16)
         claims: dict[str, Any] = {
-            "iss": ISSUER, "sub": subject, "iat": int(issued), "exp": int(expires),
+            "iss": self.issuer, "sub": subject, "iat": int(issued), "exp": int(expires),
             "jti": jti, "nid": network_id, "kind": kind,
         }
         if device_id is not None:
@@ -233,12 +238,15 @@ class TokenService:
             raise invalid_token()  # the twin of a valid signature: not what we signed
         try:
             payload = jwt.decode(
-                token, key.public_key, algorithms=[key.algorithm], issuer=ISSUER,
+                token, key.public_key, algorithms=[key.algorithm],
                 options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
                          "verify_iat": False},
             )
         except jwt.PyJWTError:
             raise invalid_token() from None
+        iss = payload["iss"]
+        if not isinstance(iss, str) or iss not in self._issuers:  # the current or the old one
+            raise invalid_token()
         claims = _claims(payload, key.kid, key.retired_at)
         self._check_times(claims)
         return claims
@@ -260,6 +268,7 @@ def _claims(payload: dict[str, Any], kid: str, retired_at: float | None) -> Clai
             exp=_number(payload["exp"]), kid=kid,
             did=_text(payload["did"]) if "did" in payload else None,
             role=_text(payload["role"]) if "role" in payload else None,
+            iss=_text(payload["iss"]),
         )
     except (TypeError, ValueError):
         raise invalid_token() from None

@@ -284,7 +284,9 @@ def _stale(where: _Where, item: Mapping[str, object]) -> bool:
     return value == "serve"
 
 
-ADMIN_CREDENTIALS = frozenset({"admin_token", "console_session"})
+# `mtls: admin`: every credential but end users' access tokens (phones carry no client
+# certificates); the server key counts on the rules that admit it.
+ADMIN_CREDENTIALS = frozenset({"admin_token", "console_session", "server_key"})
 
 
 def _mtls(where: _Where, item: Mapping[str, object]) -> bool | str:

@@ -28,6 +28,13 @@ class Auth(enum.StrEnum):
     # Either: the server key when `x-server-key` is sent, else an admin credential
     # (admin token or console session) checked like `admin_token`.
     SERVER_KEY_OR_ADMIN = "server_key_or_admin"
+    # Either: the server key when `x-server-key` is sent, else any credential checked like
+    # `any_token` (RFC 7009 revocation: a token's holder, an admin or the network's server).
+    SERVER_KEY_OR_TOKEN = "server_key_or_token"
+
+
+SERVER_KEY_WHEN_SENT = frozenset({Auth.SERVER_KEY_OR_ADMIN, Auth.SERVER_KEY_OR_TOKEN})
+"""Rules that take the server key when `x-server-key` is sent, another credential else."""
 
 
 CONSOLE_ROLES: tuple[str, ...] = ("moderator", "admin", "super-admin")

@@ -14,7 +14,7 @@ nothing of aiohttp.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -32,6 +32,9 @@ class Endpoint(Generic[H]):
     methods: frozenset[str]
     handler: H
     name: str = ""
+    # The endpoint's own form of the gate's refusal (the OAuth endpoints answer with the
+    # error shapes of their RFCs); None: the contract's error as it is.
+    refusal: Callable[[Exception], Exception] | None = None
 
     @property
     def pattern(self) -> str:

@@ -46,6 +46,8 @@ RULES = {
     "server-key": Rule(name="server-key", path="/s", auth=Auth.SERVER_KEY, mtls=True),
     "server-or-admin": Rule(name="server-or-admin", path="/i", auth=Auth.SERVER_KEY_OR_ADMIN,
                             roles=("admin",)),
+    "server-or-token": Rule(name="server-or-token", path="/r", auth=Auth.SERVER_KEY_OR_TOKEN,
+                            roles=("user", "admin"), allow_superseded=False),
     "stale-serve": Rule(name="stale-serve", path="/z", auth=Auth.ANY_TOKEN, serve_stale=True),
 }
 
@@ -153,6 +155,11 @@ EXPECTED: dict[str, dict[str, Want]] = {
                         "access-in-leeway": WRONG_KIND_403, "access-banned": WRONG_KIND_403,
                         "moderator": ROLE, "admin": OK, "super-admin": OK,
                         "admin-in-grace": OK, "console-admin": OK, "console-moderator": ROLE},
+    # RFC 7009 revocation's rule: the server key, end users and admins; not moderators.
+    "server-or-token": {**COMMON, "server-key": OK, "access": OK, "access-in-leeway": OK,
+                        "access-banned": BANNED, "moderator": ROLE, "admin": OK,
+                        "super-admin": OK, "admin-in-grace": GRACE_REFUSED,
+                        "console-admin": OK, "console-moderator": ROLE},
 }
 
 

@@ -19,7 +19,7 @@ def policies() -> PolicySet:
     return load_policies([DEFAULT])
 
 
-ADMIN_PIN = "admin"  # mtls for admin tokens and console sessions only
+ADMIN_PIN = "admin"  # mtls for every credential but end users' access tokens
 
 
 @pytest.mark.parametrize(
@@ -70,6 +70,10 @@ ADMIN_PIN = "admin"  # mtls for admin tokens and console sessions only
         ("GET", "/readyz", A.PUBLIC, (), False),
         ("GET", "/metrics", A.PUBLIC, (), False),
         ("GET", "/.well-known/jwks.json", A.PUBLIC, (), False),
+        # OAuth token endpoints
+        ("GET", "/.well-known/oauth-authorization-server", A.PUBLIC, (), False),
+        ("POST", "/oauth2/introspect", A.SERVER_KEY_OR_ADMIN, ADMIN, True),
+        ("POST", "/oauth2/revoke", A.SERVER_KEY_OR_TOKEN, ("user", "admin"), ADMIN_PIN),
         # console UI, real-time channels, the proxy
         ("GET", "/console/", A.PUBLIC, (), False),
         ("GET", "/console/app.js", A.PUBLIC, (), False),
@@ -117,6 +121,8 @@ def test_super_admins_are_excluded_by_the_rule(policies: PolicySet, method: str,
         ("DELETE", "/api/v3/networks/certificates/c1", False),
         ("DELETE", "/api/v4/sessions/users/u1", False),
         ("DELETE", "/api/v4/sessions?userId=u", False),
+        ("POST", "/oauth2/introspect", False),
+        ("POST", "/oauth2/revoke", False),
         ("GET", "/api/v3/networks/me", True),
         ("PUT", "/api/v3/networks/me", True),
         ("POST", "/api/v3/users/u1/ban", True),
