@@ -9,6 +9,7 @@ by console logins, never by proxied requests.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -97,7 +98,10 @@ class RedisCounters:
             await self._cache.delete(self._name(key, window_start))
 
     async def close(self) -> None:
-        await self._cache.close()
+        # aiocache 0.12 closes its client with redis-py's `close()`, deprecated since 5.0.1.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
+            await self._cache.close()
 
 
 @asynccontextmanager

@@ -2,10 +2,11 @@
 
 scrypt costs ~100 ms of CPU and 32 MiB per check, so a login flood must not start one
 thread per attempt. At most `concurrency` checks run at once (on threads of their own);
-up to `queue_size` more wait. The line is ordered by `priority` (the failures already
-counted against the attempt's username, address and prefix), so a client with a clean
-record goes ahead of one that keeps failing, and when the line is full a newcomer with
-a better priority takes the place of the worst waiter. Whoever is left out gets 429.
+up to `queue_size` more wait. The line is ordered by each waiter's rank, read again
+whenever a place is handed out (gateway.auth.ratelimit: the failures on record for the
+attempt, and what its address and prefix have in flight at that moment), so a client
+with a clean record goes ahead of one that keeps failing; when the line is full, a
+newcomer ranked better takes the place of the worst waiter. Whoever is left out gets 429.
 
 A waiter whose client has disconnected by its turn is dropped without hashing.
 """
@@ -17,7 +18,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.auth.passwords import verify_password
 from gateway.errors import GatewayError
@@ -32,11 +33,18 @@ class ClientGone(ConnectionResetError):
     """The client disconnected while its check waited (answered like any reset)."""
 
 
-@dataclass(order=True)
+Rank = Callable[[], int]
+"""Lower goes first; ties go by arrival."""
+
+
+@dataclass(eq=False)
 class _Waiter:
-    priority: int
+    rank: Rank
     seq: int
-    turn: asyncio.Future[None] = field(compare=False)
+    turn: asyncio.Future[None]
+
+    def key(self) -> tuple[int, int]:
+        return self.rank(), self.seq
 
 
 class PasswordPool:
@@ -56,10 +64,17 @@ class PasswordPool:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def verify(self, password: str, stored: str, *, priority: int,
+    def admits(self, rank: int) -> bool:
+        """Whether an attempt ranked `rank` would get a place now; when not, it is refused
+        before anything more is spent on it."""
+        if self._running < self.concurrency or len(self._waiting) < self.queue_size:
+            return True
+        return max(w.key() for w in self._waiting)[0] > rank
+
+    async def verify(self, password: str, stored: str, *, rank: Rank,
                      connected: Callable[[], bool]) -> bool:
         """`verify_password` on the pool; raises PoolFull (429) or ClientGone."""
-        async with self.slot(priority):
+        async with self.slot(rank):
             if not connected():
                 self.dropped += 1
                 raise ClientGone("client disconnected before its password check")
@@ -68,22 +83,22 @@ class PasswordPool:
             return await loop.run_in_executor(self._executor, verify_password, password, stored)
 
     @asynccontextmanager
-    async def slot(self, priority: int = 0) -> AsyncIterator[None]:
+    async def slot(self, rank: Rank = lambda: 0) -> AsyncIterator[None]:
         """One of the `concurrency` places, once it is this caller's turn."""
-        await self._acquire(priority)
+        await self._acquire(rank)
         try:
             yield
         finally:
             self._release()
 
-    async def _acquire(self, priority: int) -> None:
+    async def _acquire(self, rank: Rank) -> None:
         if self._running < self.concurrency and not self._waiting:
             self._running += 1
             return
-        waiter = _Waiter(priority, next(self._seq), asyncio.get_running_loop().create_future())
+        waiter = _Waiter(rank, next(self._seq), asyncio.get_running_loop().create_future())
         if len(self._waiting) >= self.queue_size:
-            worst = max(self._waiting, default=None)
-            if worst is None or worst <= waiter:
+            worst = max(self._waiting, key=_Waiter.key, default=None)
+            if worst is None or worst.key() <= waiter.key():
                 self.refused += 1
                 raise PoolFull()
             self._waiting.remove(worst)
@@ -102,7 +117,7 @@ class PasswordPool:
 
     def _release(self) -> None:
         while self._waiting:
-            best = min(self._waiting)
+            best = min(self._waiting, key=_Waiter.key)
             self._waiting.remove(best)
             if not best.turn.done():
                 best.turn.set_result(None)  # the slot goes to it: _running is unchanged

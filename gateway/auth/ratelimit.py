@@ -6,6 +6,10 @@ every worker and instance shares (gateway.auth.login_counters). An attempt is re
 with 429 while any of its three keys has reached its limit; a successful login clears
 its username's count. Attempts already in flight in this process count too, so a burst
 sent at once cannot all pass the check before the first failure is recorded.
+
+An admitted attempt waits for the password pool (gateway.auth.password_pool) with a
+priority from the same read: its failures on record, what its address and prefix have
+in flight, or first of all if this username logged in from this address in this window.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from gateway.auth.login_counters import Counters
-from gateway.auth.password_pool import PasswordPool
+from gateway.auth.password_pool import PasswordPool, PoolFull, Rank
 from gateway.config import LimitsConfig
 from gateway.errors import GatewayError
 
@@ -40,6 +44,11 @@ class LoginAttempt:
     @property
     def keys(self) -> tuple[str, str, str]:
         return self.username, self.address, self.prefix
+
+    @property
+    def known(self) -> str:
+        """Counted when this username logs in from this address: first in line after."""
+        return f"k:{self.username}|{self.address}"
 
 
 def address_prefix(address: str | None) -> str:
@@ -63,21 +72,22 @@ class LoginGate:
     """One admitted attempt: its password check on the pool, then its outcome."""
 
     def __init__(self, limiter: LoginLimiter, attempt: LoginAttempt, limits: LimitsConfig,
-                 priority: int) -> None:
+                 rank: Rank) -> None:
         self._limiter, self._attempt, self._limits = limiter, attempt, limits
-        self.priority = priority
+        self.rank = rank
 
     async def verify(self, password: str, stored: str, connected: Callable[[], bool]) -> bool:
-        return await self._limiter.pool.verify(password, stored, priority=self.priority,
+        return await self._limiter.pool.verify(password, stored, rank=self.rank,
                                                connected=connected)
 
     async def fail(self) -> None:
         await self._limiter.counters.add(self._attempt.keys, *self._limiter.window(self._limits))
 
     async def succeed(self) -> None:
-        start, _window = self._limiter.window(self._limits)
+        start, window = self._limiter.window(self._limits)
         self._limiter.forget(self._attempt.username)
         await self._limiter.counters.reset(self._attempt.username, start)
+        await self._limiter.counters.add((self._attempt.known,), start, window)
 
 
 class LoginLimiter:
@@ -113,7 +123,8 @@ class LoginLimiter:
             until = self._blocked.get(key, 0.0)
             if until > now:
                 raise rate_limited(until - now)
-        stored = await self.counters.counts(attempt.keys, start)
+        stored = await self.counters.counts((*attempt.keys, attempt.known), start)
+        known = stored.pop(attempt.known, 0) > 0
         caps = (limits.failures_per_username, limits.failures_per_address,
                 limits.failures_per_prefix)
         for key, cap in zip(attempt.keys, caps, strict=True):
@@ -123,18 +134,30 @@ class LoginLimiter:
             if stored.get(key, 0) + self._in_flight[key] >= cap:
                 raise rate_limited(1)  # decided by the attempts still being checked
         # A clean record goes first in the pool's line. Before any failure is on record
-        # (a flood's first seconds), attempts already in flight from the same address or
-        # prefix are what tells a flood from one person.
-        priority = (sum(stored.values()) + self._in_flight[attempt.address]
-                    + self._in_flight[attempt.prefix])
+        # (a flood's first seconds), the other attempts in flight from the same address or
+        # prefix tell a flood from one person: read again whenever a place is handed out,
+        # so a flood's first attempt is ranked by the siblings that came after it. A
+        # username that logged in from this address in this window goes ahead of every
+        # stranger (it orders the line, it never lifts a limit).
+        failures = sum(stored.values())
+        if not self.pool.admits(-1 if known else failures + self._siblings(attempt, 0)):
+            self.pool.refused += 1  # refused now, before the admin's row is read
+            raise PoolFull()
         self._in_flight.update(attempt.keys)
+        rank: Rank = (lambda: -1) if known else \
+            (lambda: failures + self._siblings(attempt, 1))
         try:
-            yield LoginGate(self, attempt, limits, priority)
+            yield LoginGate(self, attempt, limits, rank)
         finally:
             self._in_flight.subtract(attempt.keys)
             for key in attempt.keys:
                 if self._in_flight[key] <= 0:
                     del self._in_flight[key]
+
+    def _siblings(self, attempt: LoginAttempt, itself: int) -> int:
+        """Other attempts in flight from the attempt's address and prefix."""
+        return (self._in_flight[attempt.address] + self._in_flight[attempt.prefix]
+                - 2 * itself)
 
     def _block(self, key: str, until: float) -> None:
         if len(self._blocked) >= MAX_BLOCKED:  # bounded: forget blocks that are over

@@ -101,6 +101,25 @@ async def test_a_full_pool_answers_429_and_a_clean_record_goes_first(
         assert pool.refused == 2
 
 
+async def test_a_recent_success_from_the_same_address_goes_ahead_of_strangers(
+    tmp_path: Path, clock: Clock
+) -> None:
+    async with gateway(tmp_path, clock, limits={"hash_concurrency": 1}) as gw:
+        network = await _admin(gw)
+        pool = gw.app[LOGIN_LIMITER].pool
+        assert (await _login(gw, network, client="192.0.2.10"))[0] == 200
+        async with pool.slot():
+            stranger = asyncio.create_task(_login(gw, network, "nobody", "x",
+                                                  client="198.51.100.7"))
+            await _until(lambda: pool.waiting == 1)
+            known = asyncio.create_task(_login(gw, network, client="192.0.2.10"))
+            await _until(lambda: pool.waiting == 2)
+        done, _pending = await asyncio.wait({stranger, known},
+                                            return_when=asyncio.FIRST_COMPLETED)
+        assert done == {known}  # checked first, though it came second
+        assert (await known)[0] == 200 and (await stranger)[0] == 401
+
+
 async def test_a_client_gone_before_its_turn_is_never_hashed(tmp_path: Path,
                                                              clock: Clock) -> None:
     async with gateway(tmp_path, clock, limits={"hash_concurrency": 1}) as gw:
@@ -194,6 +213,18 @@ async def test_the_username_limit_holds_from_any_address_until_the_window_ends(
         assert (await _login(gw, network, "bob", client="198.18.0.1"))[0] == 200
         clock.advance(int(response.headers["Retry-After"]))
         assert (await _login(gw, network, client="198.18.0.1"))[0] == 200
+
+
+async def test_logins_answer_503_while_the_redis_counters_are_unreachable(
+    tmp_path: Path, clock: Clock
+) -> None:
+    limits = {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    async with gateway(tmp_path, clock, limits=limits) as gw:
+        network = await _admin(gw)
+        status, body, response = await _login(gw, network)
+        assert status == 503 and body["code"] == 500000
+        assert response.headers["Retry-After"] == "1"
+        assert gw.app[LOGIN_LIMITER].pool.hashed == 0
 
 
 # -- 3. failed logins folded in the audit log ---------------------------------------------
