@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -14,12 +15,14 @@ from gateway.api.routes import endpoint
 from gateway.keys import STORE
 from gateway.requestinfo import INFO, client_address
 from gateway.store import StoreUnavailable
+from gateway.store.audit import AuditEntry
 from gateway.store.pending_audit import PENDING, PendingAudit
 from gateway.timefmt import iso
 
 log = logging.getLogger("gateway.audit")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_FILTER = 200  # characters of an `action` or `actor` filter
 
 
 def _entry(
@@ -85,18 +88,37 @@ def _int(request: web.Request, name: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
+def _text(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= MAX_FILTER or not raw.isprintable():
+        raise field_error(name, f"must be 1 to {MAX_FILTER} printable characters")
+    return raw
+
+
+def _entry_json(e: AuditEntry) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": e.id, "time": iso(e.time), "actor": e.actor, "actorRole": e.actor_role,
+        "action": e.action, "target": e.target, "requestId": e.request_id,
+        "sourceAddress": e.source_address,
+    }
+    if e.folded:  # failed logins fold per (username, address, minute): how many
+        answer["count"] = e.count
+    return answer
+
+
 async def audit_logs(request: web.Request) -> web.Response:
+    """One page, newest first; `action` and `actor` narrow it (API.md lists the page's
+    shape; the filters are the gateway's own addition and keep it)."""
     principal = caller(request)
     limit = _int(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     before = _int(request, "before", 1, 2**62)
-    entries = await request.app[STORE].audit_page(principal.network_id, limit, before)
+    entries = await request.app[STORE].audit_page(
+        principal.network_id, limit, before,
+        action=_text(request, "action"), actor=_text(request, "actor"))
     return web.json_response({
-        "auditLogs": [
-            {"id": e.id, "time": iso(e.time), "actor": e.actor, "actorRole": e.actor_role,
-             "action": e.action, "target": e.target, "requestId": e.request_id,
-             "sourceAddress": e.source_address}
-            for e in entries
-        ],
+        "auditLogs": [_entry_json(e) for e in entries],
         "nextBefore": entries[-1].id if len(entries) == limit else None,
     })
 

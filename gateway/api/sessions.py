@@ -149,6 +149,18 @@ async def ban_user(request: web.Request) -> web.Response:
     return web.json_response(SUCCESS)
 
 
+async def user_state(request: web.Request) -> web.Response:
+    """`GET /api/v3/users/{userId}/ban`: the user and its ban state, for the console.
+    Not `GET /api/v3/users/{userId}`: that path is the platform's own user API, which the
+    SDK calls with access tokens, and a built-in endpoint there would never be forwarded.
+    The gateway already owns this path (POST and DELETE ban), so nothing is shadowed."""
+    principal = caller(request)
+    user = await request.app[STORE].get_user(principal.network_id, path_param(request, "user_id"))
+    if user is None:
+        raise user_not_found()
+    return web.json_response({"users": [user_json(user)]})
+
+
 ENDPOINTS = (
     *(endpoint("POST", path, create_session) for path in (
         "/api/v3/sessions", "/api/v4/sessions", "/api/v5/sessions", "/api/v3/session")),
@@ -156,4 +168,5 @@ ENDPOINTS = (
     endpoint("DELETE", "/api/v4/sessions", revoke_sessions),
     endpoint("DELETE", "/api/v4/sessions/users/{user_id}", revoke_user_sessions),
     endpoint("POST DELETE", "/api/v3/users/{user_id}/ban", ban_user),
+    endpoint("GET", "/api/v3/users/{user_id}/ban", user_state),
 )

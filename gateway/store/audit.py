@@ -20,6 +20,7 @@ class AuditEntry:
     request_id: str | None
     source_address: str | None
     count: int = 1  # attempts folded into this entry (failed logins, per minute)
+    folded: bool = False  # an entry that counts attempts (`count`), not one action
 
 
 class AuditQueries(StoreCore):
@@ -30,15 +31,30 @@ class AuditQueries(StoreCore):
         entry.written = True
 
     async def audit_page(
-        self, network_id: str, limit: int, before: int | None
+        self, network_id: str, limit: int, before: int | None, *,
+        action: str | None = None, actor: str | None = None,
     ) -> list[AuditEntry]:
-        """Newest first; `before` is the id the previous page ended at."""
+        """Newest first; `before` is the id the previous page ended at. `action` keeps that
+        action and those under it (`admin_token` keeps `admin_token.revoke`); `actor`
+        keeps one actor's entries."""
+        where = ["network_id = $1", "id < $2"]
+        args: list[object] = [network_id, before if before is not None else 2**62]
+        if action is not None:
+            # substr, not LIKE: `_` in action names is a LIKE wildcard.
+            prefix = action + "."
+            args += [action, len(prefix), prefix]
+            n = len(args)
+            where.append(f"(action = ${n - 2} OR substr(action, 1, ${n - 1}) = ${n})")
+        if actor is not None:
+            args.append(actor)
+            where.append(f"actor = ${len(args)}")
+        args.append(limit)
         rows = await self.db.fetch(
             "SELECT id, network_id, time, actor, actor_role, action, target, request_id,"
-            " source_address, count FROM audit_logs WHERE network_id = $1 AND id < $2"
-            " ORDER BY id DESC LIMIT $3",
-            network_id, before if before is not None else 2**62, limit,
+            " source_address, count, aggregate_key IS NOT NULL AS folded FROM audit_logs"
+            f" WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(args)}",
+            *args,
         )
         return [AuditEntry(**{**row, "id": int(row["id"]), "time": float(row["time"]),
-                              "count": int(row["count"])})
+                              "count": int(row["count"]), "folded": bool(row["folded"])})
                 for row in rows]

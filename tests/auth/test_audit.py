@@ -68,3 +68,45 @@ async def test_paging_and_who_may_read(gw: Gateway) -> None:
     for query in ("limit=0", "limit=501", "limit=x", "before=-1"):
         status, _body, _ = await gw.call("GET", f"/api/v3/audit-logs?{query}", admin)
         assert status == 400, query
+
+
+async def test_filters_by_action_and_actor_and_folded_failures_carry_a_count(gw: Gateway) -> None:
+    network = await gw.network()
+    ann = await gw.admin_token(network, "ann", "admin")
+    bob = await gw.admin_token(network, "bob", "admin")
+    for user, admin in (("u1", ann), ("u2", bob), ("u3", ann)):
+        await gw.store.upsert_user(network.id, user, None)
+        await gw.call("POST", f"/api/v3/users/{user}/ban", admin)
+    await gw.call("DELETE", "/api/v3/users/u1/ban", ann)
+    await gw.call("DELETE", "/api/v4/sessions/users/u2", bob)
+    await gw.store.create_admin(network.id, "cat", "admin", hash_password("pw1", log2_n=10))
+    for _ in range(2):  # two failures in one minute from one address: one entry
+        await gw.call("POST", "/console/v1/login", headers={"x-api-key": network.api_key},
+                      json={"username": "cat", "password": "wrong"})
+
+    async def page(query: str) -> list[tuple[str, str, str | None]]:
+        status, body, _ = await gw.call("GET", f"/api/v3/audit-logs?{query}", ann)
+        assert status == 200, body
+        return [(e["action"], e["actor"], e["target"]) for e in body["auditLogs"]]
+
+    assert await page("action=user") == [
+        ("user.unban", "ann", "u1"), ("user.ban", "ann", "u3"), ("user.ban", "bob", "u2"),
+        ("user.ban", "ann", "u1")]
+    assert await page("action=user.ban&actor=ann") == [
+        ("user.ban", "ann", "u3"), ("user.ban", "ann", "u1")]
+    assert await page("actor=bob") == [
+        ("sessions.revoke_user", "bob", "u2"), ("user.ban", "bob", "u2")]
+    # A filtered page goes on from its own nextBefore.
+    _, first, _ = await gw.call("GET", "/api/v3/audit-logs?action=user&limit=3", ann)
+    assert first["nextBefore"] == first["auditLogs"][-1]["id"]
+    assert await page(f"action=user&limit=3&before={first['nextBefore']}") == [
+        ("user.ban", "ann", "u1")]
+
+    _, body, _ = await gw.call("GET", "/api/v3/audit-logs?action=console.login_failed", ann)
+    [failed] = body["auditLogs"]
+    assert (failed["actor"], failed["count"]) == ("cat", 2)
+    _, body, _ = await gw.call("GET", "/api/v3/audit-logs?action=user.ban", ann)
+    assert all("count" not in e for e in body["auditLogs"])  # only folded entries count
+    for query in ("action=", "actor=", "actor=" + "x" * 201, "action=a%0Ab"):
+        status, body, _ = await gw.call("GET", f"/api/v3/audit-logs?{query}", ann)
+        assert status == 400 and body["message"].startswith(query.split("=")[0]), query

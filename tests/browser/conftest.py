@@ -33,7 +33,7 @@ from tests.process import GatewayProcess, run_cli
 from tests.support import write_config
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 T = TypeVar("T")
 
@@ -44,6 +44,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+# The console's pictures in the docs: rewritten only when asked, since every run differs
+# (keys, times) and a test run should not leave the work tree changed.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+UPDATE_DOCS = os.environ.get("GATEWAY_UPDATE_DOCS_SCREENSHOTS") == "1"
+DOCS_VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 PASSWORD = "correct horse battery"
 
 
@@ -184,6 +189,21 @@ class Console:
         self.page.screenshot(path=path, full_page=True)
         return path
 
+    def doc_shot(self, name: str) -> Path:
+        """The viewport at 1280x800 as docs/console/<name>.png (under GATEWAY_UPDATE_DOCS_
+        SCREENSHOTS=1; otherwise into the git-ignored screenshots folder, to look at)."""
+        folder = DOCS_SCREENSHOTS if UPDATE_DOCS else SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png" if UPDATE_DOCS else folder / f"{self.name}-doc-{name}.png"
+        before = self.page.viewport_size
+        self.page.set_viewport_size(DOCS_VIEWPORT)
+        try:
+            self.page.screenshot(path=path, animations="disabled", caret="hide")
+        finally:
+            if before is not None:
+                self.page.set_viewport_size(before)
+        return path
+
     def sign_in(self, network: Network, username: str, password: str = PASSWORD) -> None:
         from playwright.sync_api import expect
 
@@ -201,7 +221,7 @@ class Console:
         from playwright.sync_api import expect
 
         self.page.get_by_role("navigation", name="Settings").get_by_role(
-            "link", name=title).click()
+            "link", name=title, exact=True).click()  # "Users" is in "Admin Users" too
         expect(self.page.get_by_role("heading", level=1)).to_have_text(title)
 
     def api(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
@@ -222,9 +242,10 @@ class Consoles:
         self.opened: list[Console] = []
 
     def new(self, *, https: bool = False, client_cert: tuple[Path, Path] | None = None,
-            clipboard: bool = False) -> Console:
+            clipboard: bool = False, options: dict[str, Any] | None = None) -> Console:
+        """`options`: more browser context options (`timezone_id`, `locale`, ...)."""
         base = self.gateway.https_url if https else self.gateway.url
-        options: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
+        options = {"viewport": {"width": 1280, "height": 900}, **(options or {})}
         if https:
             options["ignore_https_errors"] = True  # the dev CA is not in the browser's store
         if client_cert is not None:

@@ -20,6 +20,9 @@ def test_sign_in_shows_errors_then_signs_in_and_out(
     expect(page.get_by_text("Enter the API key.")).to_be_visible()
     expect(page.get_by_text("Enter your username.")).to_be_visible()
     expect(page.get_by_label("API key", exact=True)).to_be_focused()
+    # Remembering the API key is off until asked for: a shared computer keeps nothing.
+    remember = page.get_by_label("Remember the API key on this device")
+    expect(remember).not_to_be_checked()
     # A wrong password: the gateway's message, next to the form.
     page.get_by_label("API key", exact=True).fill(network.api_key)
     page.get_by_label("Username").fill("ann")
@@ -47,13 +50,32 @@ def test_sign_in_shows_errors_then_signs_in_and_out(
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status").filter(has_text="You have signed out.")).to_be_visible()
-    # The API key was remembered on this device; the session is gone.
-    expect(page.get_by_label("API key", exact=True)).to_have_value(network.api_key)
+    # The API key was not kept on this device; the session is gone.
+    expect(page.get_by_label("API key", exact=True)).to_have_value("")
+    assert network.api_key not in page.evaluate("JSON.stringify({...localStorage})")
     assert console.api("GET", "/api/v3/admins")[0] == 401
     page.goto(f"{console.base}/console/#/settings/security")
     expect(page.get_by_role("heading", name="Sign in to the gateway console")).to_be_visible()
     console.shot("signed-out")
     assert origins == {console.base.split("/")[2]}  # nothing fetched from anywhere else
+
+
+def test_the_api_key_is_remembered_only_when_asked(consoles: Consoles, network: Network) -> None:
+    console = consoles.new()
+    page = console.page
+    console.open()
+    remember = page.get_by_label("Remember the API key on this device")
+    expect(remember).not_to_be_checked()
+    remember.check()
+    console.sign_in(network, "ann")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key", exact=True)).to_have_value(network.api_key)
+    expect(remember).to_be_checked()  # asked for once: kept until unticked
+    remember.uncheck()
+    console.sign_in(network, "ann")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key", exact=True)).to_have_value("")
+    expect(remember).not_to_be_checked()
 
 
 def test_admin_users_lists_roles_and_a_moderator_sees_settings_read_only(

@@ -37,6 +37,8 @@ ADMIN_PIN = "admin"  # mtls for every credential but end users' access tokens
         ("DELETE", "/api/v4/sessions/users/u1", A.ADMIN_TOKEN, ADMIN, True),
         ("POST", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
         ("DELETE", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, ADMIN, True),
+        ("GET", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, MOD, True),
+        ("HEAD", "/api/v3/users/u1/ban", A.ADMIN_TOKEN, MOD, True),
         # secure mode
         ("GET", "/api/v3/authentication/token", A.SERVER_KEY, (), True),
         ("POST", "/api/v4/authentication/token", A.SERVER_KEY, (), True),

@@ -130,4 +130,21 @@ export const api = {
   updatePushSetting: (changes) => request("POST", "/api/v3/notification/setting", {
     body: { level: "network", ...changes },
   }),
+  // One page, newest first; `before` is the previous page's nextBefore. Empty filters
+  // are left out (the gateway refuses an empty one).
+  auditLogs: ({ limit, before, action, actor } = {}) => {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries({ limit, before, action, actor })) {
+      if (value !== undefined && value !== null && value !== "") query.set(name, String(value));
+    }
+    return request("GET", `/api/v3/audit-logs?${query}`);
+  },
+  // The user with its ban state: the gateway's own path (the platform's
+  // /api/v3/users/{userId} belongs to the upstream).
+  userState: (userId) => request("GET", `/api/v3/users/${encodeURIComponent(userId)}/ban`),
+  banUser: (userId) => request("POST", `/api/v3/users/${encodeURIComponent(userId)}/ban`),
+  unbanUser: (userId) => request("DELETE", `/api/v3/users/${encodeURIComponent(userId)}/ban`),
+  revokeUserSessions: (userId) => request(
+    "DELETE", `/api/v4/sessions/users/${encodeURIComponent(userId)}`,
+  ),
 };

@@ -9,6 +9,8 @@ import { errorSlot, h, replace, uid } from "./ui.js";
 import { renderAdmins } from "./admins.js";
 import { renderSecurity } from "./security.js";
 import { renderPush } from "./push.js";
+import { renderUsers } from "./users.js";
+import { renderAudit } from "./audit.js";
 
 const PROFILE = "gatewayConsole.profile";
 const API_KEY = "gatewayConsole.apiKey";
@@ -19,6 +21,14 @@ const PAGES = [
   { path: "#/settings/admins", title: "Admin Users", render: renderAdmins },
   { path: "#/settings/security", title: "Security", render: renderSecurity },
   { path: "#/settings/push", title: "Push Notifications", render: renderPush },
+  { path: "#/users", title: "Users", render: renderUsers, group: "activity" },
+  { path: "#/audit-log", title: "Audit Log", render: renderAudit, group: "activity" },
+];
+
+// The navigation's groups, in order; a page without `group` is a setting.
+const GROUPS = [
+  { key: undefined, id: "nav-title", title: "Settings" },
+  { key: "activity", id: "nav-activity", title: "Users and activity" },
 ];
 
 const root = document.getElementById("app");
@@ -73,8 +83,9 @@ function renderSignIn({ message = "", error = "" } = {}) {
       hint ? h("p", { class: "hint", id: hintId }, hint) : null,
       input, slot.element);
   };
+  // Off unless asked for on an earlier sign-in: a shared computer keeps nothing by default.
   const remember = h("input", { type: "checkbox", id: uid("remember"), name: "remember",
-    checked: Boolean(rememberedKey) || !localStorage.getItem(`${API_KEY}.asked`) });
+    checked: Boolean(rememberedKey) });
   const submit = h("button", { type: "submit", class: "primary" }, "Sign in");
   const form = h("form", { class: "card signin-form", novalidate: true, "aria-describedby": formError.id },
     field("apiKey", "API key", { type: "text", autocomplete: "off", spellcheck: "false",
@@ -112,7 +123,6 @@ function renderSignIn({ message = "", error = "" } = {}) {
       // The answer holds the admin token too: it is not kept (the cookie is the session).
       localStorage.setItem(PROFILE, JSON.stringify({ username: values.username, role: answer.role }));
       sessionStorage.setItem(API_KEY, values.apiKey);
-      localStorage.setItem(`${API_KEY}.asked`, "1");
       if (remember.checked) localStorage.setItem(API_KEY, values.apiKey);
       else localStorage.removeItem(API_KEY);
       if (!PAGES.some((page) => page.path === location.hash)) {
@@ -196,7 +206,14 @@ async function renderShell() {
   const networkLabel = h("span", { class: "network-name" });
   const signOutButton = h("button", { type: "button", class: "secondary" }, "Sign out");
   signOutButton.addEventListener("click", () => signOut());
-  const links = PAGES.map((page) => h("li", {}, h("a", { href: page.path }, page.title)));
+  const links = [];
+  const groups = GROUPS.map((group) => {
+    const items = PAGES.filter((page) => page.group === group.key)
+      .map((page) => h("li", {}, h("a", { href: page.path }, page.title)));
+    links.push(...items);
+    return [h("h2", { id: group.id }, group.title),
+      h("ul", { "aria-labelledby": group.id }, items)];
+  });
   const main = h("main", { id: "main", tabindex: "-1", class: "content" });
   replace(root,
     h("header", { class: "topbar" },
@@ -207,8 +224,8 @@ async function renderShell() {
           h("span", { class: "badge" }, ctx.roleLabel(ctx.me.role))),
         signOutButton)),
     h("div", { class: "layout" },
-      h("nav", { class: "sidenav", "aria-labelledby": "nav-title" },
-        h("h2", { id: "nav-title" }, "Settings"), h("ul", {}, links)),
+      h("nav", { class: "sidenav", "aria-labelledby": GROUPS.map((group) => group.id).join(" ") },
+        groups),
       main));
   root.removeAttribute("aria-busy");
   shell = { main, links, networkLabel };
