@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from gateway.auth.login_counters import Counters
-from gateway.auth.password_pool import PasswordPool, PoolFull, Rank
+from gateway.auth.password_pool import KNOWN, PasswordPool, PoolFull, Rank
 from gateway.config import LimitsConfig
 from gateway.errors import GatewayError
 
@@ -140,11 +140,11 @@ class LoginLimiter:
         # username that logged in from this address in this window goes ahead of every
         # stranger (it orders the line, it never lifts a limit).
         failures = sum(stored.values())
-        if not self.pool.admits(-1 if known else failures + self._siblings(attempt, 0)):
+        if not self.pool.admits(KNOWN if known else failures + self._siblings(attempt, 0)):
             self.pool.refused += 1  # refused now, before the admin's row is read
             raise PoolFull()
         self._in_flight.update(attempt.keys)
-        rank: Rank = (lambda: -1) if known else \
+        rank: Rank = (lambda: KNOWN) if known else \
             (lambda: failures + self._siblings(attempt, 1))
         try:
             yield LoginGate(self, attempt, limits, rank)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.auth.password_pool import KNOWN
 from gateway.auth.passwords import hash_password
 from gateway.keys import LOGIN_LIMITER, RUNTIME
 from gateway.store import Network
@@ -108,16 +109,38 @@ async def test_a_recent_success_from_the_same_address_goes_ahead_of_strangers(
         network = await _admin(gw)
         pool = gw.app[LOGIN_LIMITER].pool
         assert (await _login(gw, network, client="192.0.2.10"))[0] == 200
-        async with pool.slot():
+        async with AsyncExitStack() as general:
+            await general.enter_async_context(pool.slot())
+            async with pool.slot(lambda: KNOWN):  # both places taken
+                stranger = asyncio.create_task(_login(gw, network, "nobody", "x",
+                                                      client="198.51.100.7"))
+                await _until(lambda: pool.waiting == 1)
+                known = asyncio.create_task(_login(gw, network, client="192.0.2.10"))
+                await _until(lambda: pool.waiting == 2)
+                await general.aclose()  # the general place goes to the one that came second
+                done, _pending = await asyncio.wait({stranger, known},
+                                                    return_when=asyncio.FIRST_COMPLETED)
+                assert done == {known} and (await known)[0] == 200
+        assert (await stranger)[0] == 401
+
+
+async def test_an_admin_known_from_its_address_never_waits_for_a_strangers_check(
+    tmp_path: Path, clock: Clock
+) -> None:
+    async with gateway(tmp_path, clock, limits={"hash_concurrency": 1}) as gw:
+        network = await _admin(gw)
+        pool = gw.app[LOGIN_LIMITER].pool
+        assert (await _login(gw, network, client="192.0.2.10"))[0] == 200
+        async with pool.slot():  # a stranger's check holds the general place
             stranger = asyncio.create_task(_login(gw, network, "nobody", "x",
                                                   client="198.51.100.7"))
             await _until(lambda: pool.waiting == 1)
-            known = asyncio.create_task(_login(gw, network, client="192.0.2.10"))
+            # The place kept for known admins: checked while the general one is busy.
+            assert (await _login(gw, network, client="192.0.2.10"))[0] == 200
+            # From another address the same admin is a stranger and waits in line.
+            elsewhere = asyncio.create_task(_login(gw, network, client="192.0.2.99"))
             await _until(lambda: pool.waiting == 2)
-        done, _pending = await asyncio.wait({stranger, known},
-                                            return_when=asyncio.FIRST_COMPLETED)
-        assert done == {known}  # checked first, though it came second
-        assert (await known)[0] == 200 and (await stranger)[0] == 401
+        assert (await elsewhere)[0] == 200 and (await stranger)[0] == 401
 
 
 async def test_a_client_gone_before_its_turn_is_never_hashed(tmp_path: Path,
