@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from json.encoder import encode_basestring
 from typing import TextIO
 
 FLUSH_INTERVAL = 0.2
@@ -59,3 +60,25 @@ class AccessLog:
                 self.flush()
         finally:
             self.flush()
+
+
+def access_line(
+    *, request_id: str, method: str, path: str, status: int, route: str,
+    region: str | None, upstream: str | None, elapsed: float, bytes_in: int,
+    bytes_out: int, remote: str | None, principal: str | None, refusal: str | None,
+) -> str:
+    """One JSON object, built directly: a dict and json.dumps cost twice as much per line.
+    Both listeners' paths (aiohttp and the data plane) write exactly this shape."""
+    return (
+        f'{{"time":"{utc_now_iso()}","requestId":"{request_id}",'
+        f'"method":{_json(method)},"path":{_json(path)},'
+        f'"status":{status},"route":{_json(route)},'
+        f'"region":{_json(region)},"upstream":{_json(upstream)},'
+        f'"durationMs":{elapsed * 1000:.3f},"bytesIn":{bytes_in},'
+        f'"bytesOut":{bytes_out},"remote":{_json(remote)},"principal":{_json(principal)}'
+        + (f',"refusal":{_json(refusal)}}}' if refusal else "}")
+    )
+
+
+def _json(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)

@@ -102,6 +102,13 @@ class ServerConfig:
     # An idle keep-alive connection is closed after this.
     keepalive_timeout: Seconds = Seconds(75.0)
     access_log: bool = True
+    # Proxied requests on the protocol-level data plane (docs/DATAPLANE.md); false: every
+    # request through aiohttp's server, as before.
+    data_plane: bool = True
+    # Open client connections this process accepts, in all and from one address; beyond
+    # them a new connection is closed before any work.
+    max_connections: int = 20000
+    max_connections_per_address: int = 4096
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,23 @@ class MtlsConfig:
 
 
 @dataclass(frozen=True)
+class NoticesConfig:
+    """Webhook notices to a network's admins (docs/WEBHOOKS.md)."""
+
+    # An admin token this close to its end is announced once (`admin_token.expiring`).
+    expiry_warning: Seconds = Seconds(30 * 86400.0)
+    scan_interval: Seconds = Seconds(60.0)  # how often time-based notices are looked for
+    poll_interval: Seconds = Seconds(1.0)  # how often the outbox is read for due deliveries
+    delivery_timeout: Seconds = Seconds(10.0)  # one attempt, connect to the answer's head
+    retry_initial: Seconds = Seconds(10.0)  # doubled after every failed attempt ...
+    retry_max: Seconds = Seconds(3600.0)  # ... up to this
+    max_attempts: int = 12  # then given up (1.7 to 3.4 hours of trying with the defaults)
+    # Deliveries to loopback, private, link-local or reserved addresses are refused unless
+    # set: the admin of one network must not make the gateway call inside its own network.
+    allow_private_targets: bool = False
+
+
+@dataclass(frozen=True)
 class Region:
     name: str
     hosts: tuple[str, ...]
@@ -232,6 +256,7 @@ class Config:
     paths: PathsConfig
     policies: tuple[FilePath, ...]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    notices: NoticesConfig = field(default_factory=NoticesConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -247,6 +272,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mtls": MtlsConfig,
     "limits": LimitsConfig,
     "paths": PathsConfig,
+    "notices": NoticesConfig,
 }
 
 
@@ -482,6 +508,7 @@ def _check_consistency(config: Config) -> None:
             f"store.schema: got {config.store.schema!r}, expected a lowercase SQL identifier"
         )
     _check_limits(config)
+    _check_notices(config.notices)
     allowed = {"EdDSA", "ES256", "RS256", "PS256"}
     for alg in config.tokens.algorithms:
         if alg not in allowed:
@@ -520,7 +547,6 @@ def token_issuer(config: Config) -> str:
     return f"https://{host}" if port == 443 else f"https://{host}:{port}"
 
 
-
 def _check_limits(config: Config) -> None:
     if config.console.cookie_secure not in ("auto", "always"):
         raise ConfigError(
@@ -537,6 +563,19 @@ def _check_limits(config: Config) -> None:
     if url is not None and (urlsplit(url).scheme not in ("redis", "rediss")
                             or not urlsplit(url).hostname):
         raise ConfigError(f"limits.redis_url: got {url!r}, expected redis://host[:port][/db]")
+
+
+def _check_notices(notices: NoticesConfig) -> None:
+    for name in ("scan_interval", "poll_interval", "delivery_timeout", "retry_initial"):
+        if getattr(notices, name) <= 0:
+            raise ConfigError(f"notices.{name}: got 0, expected more than 0")
+    if notices.retry_max < notices.retry_initial:
+        raise ConfigError(
+            f"notices.retry_max: got {notices.retry_max:g}s, expected at least"
+            f" notices.retry_initial ({notices.retry_initial:g}s)"
+        )
+    if notices.max_attempts < 1:
+        raise ConfigError(f"notices.max_attempts: got {notices.max_attempts}, expected at least 1")
 
 
 def sqlite_path(config: Config) -> Path:

@@ -72,6 +72,17 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     detail: list[dict[str, Any]] | None = None,
 ) -> web.Response:
+    return web.Response(
+        status=status,
+        body=error_body(status, message, code=code, detail=detail),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_body(status: int, message: str, *, code: int | None = None,
+               detail: list[dict[str, Any]] | None = None) -> bytes:
+    """The contract's error JSON, as every listener sends it."""
     body: dict[str, Any] = {
         "status": "error",
         "code": code_for_status(status) if code is None else code,
@@ -79,12 +90,7 @@ def error_response(
     }
     if detail:
         body["data"] = {"detail": detail}
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+    return json.dumps(body).encode()
 
 
 def bad_request(message: str) -> GatewayError:

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from gateway.app import build_app
 from gateway.config import Config, load_config
+from gateway.dataplane.plane import DataPlane
+from gateway.dataplane.site import DataPlaneSite
 from gateway.keys import METRICS, RUNTIME
 from gateway.protocol import GatewayRunner
 from gateway.store import StoreUnavailable
@@ -105,31 +107,34 @@ def make_runner(app: web.Application, config: Config) -> GatewayRunner:
 
 async def listener_sites(
     runner: web.AppRunner, config: Config, *, reuse_port: bool
-) -> list[web.TCPSite]:
-    """The configured listeners: plain HTTP and HTTPS (which asks for client certificates)."""
-    sites = []
+) -> list[web.BaseSite]:
+    """The configured listeners: plain HTTP and HTTPS (which asks for client certificates).
+
+    With `server.data_plane` (the default) connections start on the data plane, which
+    forwards plain proxied requests itself and hands every other connection to aiohttp's
+    protocol at a request boundary (docs/DATAPLANE.md); without it, aiohttp serves all."""
     server = config.server
-    if server.http is not None:
-        sites.append(
-            web.TCPSite(runner, server.http.host, server.http.port, reuse_port=reuse_port or None)
-        )
+    context: ssl.SSLContext | None = None
     if server.https is not None:
-        context: ssl.SSLContext = await asyncio.to_thread(
+        context = await asyncio.to_thread(
             server_ssl_context,
             Path(server.https.cert),
             Path(server.https.key),
             Path(config.mtls.ca_cert),
         )
-        sites.append(
-            web.TCPSite(
-                runner,
-                server.https.host,
-                server.https.port,
-                ssl_context=context,
-                reuse_port=reuse_port or None,
-            )
-        )
-    return sites
+    listeners: list[tuple[str, int, ssl.SSLContext | None]] = []
+    if server.http is not None:
+        listeners.append((server.http.host, server.http.port, None))
+    if server.https is not None:
+        listeners.append((server.https.host, server.https.port, context))
+    if not server.data_plane:
+        return [web.TCPSite(runner, host, port, ssl_context=tls, reuse_port=reuse_port or None)
+                for host, port, tls in listeners]
+    assert runner.server is not None, "runner.setup() comes first"
+    plane = DataPlane(runner.app, runner.server)
+    return [DataPlaneSite(runner, plane, host, port, ssl_context=tls, reuse_port=reuse_port,
+                          shutdown_timeout=server.shutdown_timeout)
+            for host, port, tls in listeners]
 
 
 def supervise(config: Config, workers: int) -> int:

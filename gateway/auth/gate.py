@@ -84,10 +84,12 @@ def request_facts(request: web.Request, info: RequestInfo) -> RequestFacts:
 
 
 def staleness_reason(request: web.Request, info: RequestInfo) -> str | None:
+    return stale_state(request.app[FEED].staleness(), info.settings.config.store.max_staleness)
+
+
+def stale_state(staleness: float, bound: float) -> str | None:
     """Why the in-memory token state cannot be trusted (the change feed unreadable past
     `store.max_staleness`: a revocation made elsewhere could be missing), else None."""
-    staleness = request.app[FEED].staleness()
-    bound = info.settings.config.store.max_staleness
     if staleness <= bound:
         return None
     return (f"token state is stale: the store has been unreachable for {staleness:.0f}s"

@@ -13,6 +13,7 @@ from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import kek_path
 from gateway.config import Config, token_issuer
+from gateway.store.facts import TOKEN_ISSUER, recorded_fact
 from gateway.store import Clock, Store
 
 
@@ -43,10 +44,19 @@ async def load_token_service(
     service = TokenService(
         ring, state, sealer, algorithms=config.tokens.algorithms, leeway=config.tokens.leeway,
         clock=clock, lifetimes=lifetimes or _fixed(Lifetimes.from_config(config.tokens)),
-        issuer=token_issuer(config),
+        issuer=await _issuer(config, store),
     )
     state.on_key_revoked = service.forget_key
     return service
+
+
+async def _issuer(config: Config, store: Store) -> str:
+    """`tokens.issuer`, else the issuer the first instance on this store derived from
+    its listeners: every instance sharing a store must sign and accept the same `iss`,
+    whatever its own ports."""
+    if config.tokens.issuer is not None:
+        return config.tokens.issuer
+    return await recorded_fact(store, TOKEN_ISSUER, token_issuer(config))
 
 
 def _fixed(lifetimes: Lifetimes) -> Callable[[], Lifetimes]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import aiohttp
@@ -30,6 +30,7 @@ from gateway.proxy.headers import (
 )
 from gateway.proxy.upstream_client import (
     UpstreamBroken,
+    UpstreamPool,
     UpstreamRefused,
     UpstreamTimeout,
 )
@@ -155,19 +156,43 @@ async def _send(
     headers: CIMultiDict[str],
     body: bytes | _StreamedBody | None,
 ) -> Relayable:
-    metrics = request.app[METRICS]
     info = request[INFO]
+
+    def at(upstream: Upstream) -> None:
+        info.upstream = upstream.label
+
+    return await send_upstream(
+        request.method, target, headers, body, pool=pool, upstreams=request.app[UPSTREAMS],
+        client=request.app[CLIENT], metrics=request.app[METRICS], at=at,
+    )
+
+
+async def send_upstream(
+    method: str,
+    target: str,
+    headers: CIMultiDict[str],
+    body: bytes | _StreamedBody | None,
+    *,
+    pool: RegionPool,
+    upstreams: UpstreamPool,
+    client: aiohttp.ClientSession,
+    metrics: Metrics,
+    at: Callable[[Upstream], None],
+) -> Relayable:
+    """Send to the region's upstreams in turn (the failover and retry rules above);
+    `at` hears which upstream is being tried. Raises the contract's 502/504/400/413."""
     replayable = not isinstance(body, _StreamedBody)
     for upstream in pool.candidates():
-        info.upstream = upstream.label
+        at(upstream)
         url = URL(upstream.label + target, encoded=True)
         started = time.perf_counter()
         try:
-            if isinstance(body, _StreamedBody) or request.method == "HEAD":
-                response: Relayable = await _send_with_aiohttp(request, pool, url, headers, body)
+            if isinstance(body, _StreamedBody) or method == "HEAD":
+                response: Relayable = await _send_with_aiohttp(
+                    client, method, pool, url, headers, body)
             else:
-                response = await request.app[UPSTREAMS].request(
-                    url, request.method, headers, body,
+                response = await upstreams.request(
+                    url, method, headers, body,
                     connect_timeout=pool.timeouts.connect, read_timeout=pool.timeouts.read,
                 )
         except (UpstreamRefused, aiohttp.ClientConnectorError,
@@ -183,8 +208,10 @@ async def _send(
         except (UpstreamBroken, aiohttp.ClientError, _BodyTooLarge, OSError) as exc:
             if isinstance(body, _StreamedBody) and body.exceeded:
                 raise too_large() from None
+            if isinstance(exc.__cause__, GatewayError):  # the client's body timed out (408)
+                raise exc.__cause__ from None
             _count(metrics, pool, upstream, "reset")
-            if replayable and request.method in IDEMPOTENT:
+            if replayable and method in IDEMPOTENT:
                 log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
                 continue
             raise upstream_unavailable() from None
@@ -196,15 +223,16 @@ async def _send(
 
 
 async def _send_with_aiohttp(
-    request: web.Request,
+    client: aiohttp.ClientSession,
+    method: str,
     pool: RegionPool,
     url: URL,
     headers: CIMultiDict[str],
     body: bytes | _StreamedBody | None,
 ) -> Relayable:
     """Streamed uploads (and HEAD) go through aiohttp's client."""
-    response = await request.app[CLIENT].request(
-        request.method,
+    response = await client.request(
+        method,
         url,
         headers=headers,
         data=body,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gateway.store.core import StoreCore
 
 CA_SHA256 = "ca_sha256"  # SHA-256 of the CA certificate's DER, lowercase hex
+TOKEN_ISSUER = "token_issuer"  # the `iss` derived by the first instance (no tokens.issuer)
 
 _SELECT = "SELECT value FROM deployment_facts WHERE name = $1"
 _INSERT = "INSERT INTO deployment_facts (name, value, recorded_at) VALUES ($1, $2, $3)"

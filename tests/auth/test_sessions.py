@@ -9,7 +9,7 @@ import pytest
 
 from gateway.auth.loader import load_token_service
 from gateway.errors import GatewayError
-from gateway.keys import RUNTIME
+from gateway.keys import RUNTIME, TOKENS
 from tests.auth.conftest import Clock, Gateway, error
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -35,8 +35,10 @@ async def test_login_answers_the_sdk_shape(gw: Gateway, path: str) -> None:
     status, jwks, _ = await gw.call("GET", "/.well-known/jwks.json")
     assert status == 200
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    issuer = gw.app[TOKENS].issuer  # tokens.issuer: the HTTPS listener's URL by default
+    assert issuer.startswith("https://")
     claims = jwt.decode(body["accessToken"], jwt.PyJWK.from_dict(key).key, algorithms=["ES256"],
-                        issuer="gateway")
+                        issuer=issuer)
     assert claims["sub"] == "Alice.Ünicode" and claims["nid"] == network.id
     assert claims["kind"] == "access" and claims["did"] == "dev-1"
     assert claims["exp"] - claims["iat"] == DAY  # unsecure mode: 1 day

@@ -1,0 +1,111 @@
+"""One request head, parsed by httptools, and the decision whether the data plane may
+serve it itself. Pure apart from the parser: nothing here touches a socket.
+
+The data plane serves only the plain, common shape of a proxied request (HTTP/1.1,
+a method with no special framing, no body or a small one with Content-Length, a bearer
+token or none, a route the route table sends upstream, a credential the decision
+admits). Anything else is handed, bytes untouched, to the aiohttp application on the
+same connection, which answers it exactly as before: that is how the contract's
+errors, refusals, WebSockets, CORS and the built-in endpoints keep one implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httptools
+from multidict import CIMultiDict
+
+MAX_HEAD = 32 * 1024  # a longer head is handed off (aiohttp answers 414 or 431)
+MAX_HEADERS = 100
+FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+# Framing and negotiation that aiohttp implements: handed off.
+_HANDED_OFF = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te",
+                         b"http2-settings"})
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    method: str
+    target: str  # the raw request target, as sent
+    headers: CIMultiDict[str]
+    content_length: int
+    keep_alive: bool
+    size: int  # bytes of the head, CRLF CRLF included
+
+
+class _Collector:
+    """httptools callbacks for one head."""
+
+    __slots__ = ("complete", "fields", "keep_alive", "parser", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.keep_alive = False
+        self.parser: httptools.HttpRequestParser | None = None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+        # Only meaningful now: once the message completes, llhttp resets its flags.
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+
+
+def head_end(buffer: bytes | bytearray) -> int:
+    """Where the head ends in `buffer` (after CRLF CRLF), -1 if not yet there."""
+    end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
+    return -1 if end < 0 else end + 4
+
+
+def parse_head(raw: bytes, *, max_url: int, max_field: int) -> Head | None:
+    """The head if the data plane can serve its shape, else None (hand it off)."""
+    # A bare LF would make this split and llhttp's disagree on where the head ends.
+    if raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n"):
+        return None
+    collector = _Collector()
+    parser = httptools.HttpRequestParser(collector)
+    collector.parser = parser
+    try:
+        parser.feed_data(raw)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return None  # malformed, or an upgrade: aiohttp answers or upgrades it
+    if not collector.complete or parser.get_http_version() != "1.1":
+        return None
+    method = parser.get_method().decode("ascii", "replace")
+    if method not in FAST_METHODS or len(collector.url) + len(method) + 10 > max_url:
+        return None
+    if len(collector.fields) > MAX_HEADERS:
+        return None
+    headers: CIMultiDict[str] = CIMultiDict()
+    lengths: list[bytes] = []
+    for name, value in collector.fields:
+        lower = name.lower()
+        if lower in _HANDED_OFF or len(name) + len(value) + 2 > max_field:
+            return None
+        if not value.isascii() or not name.isascii():
+            return None  # aiohttp answers non-UTF-8 headers with the contract's 400
+        if lower == b"content-length":
+            lengths.append(value.strip())
+        if lower == b"connection" and b"upgrade" in value.lower():
+            return None
+        headers.add(name.decode("ascii"), value.decode("ascii"))
+    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+        return None
+    if len(headers.getall("Host", [])) != 1 or not collector.url.isascii():
+        return None
+    return Head(
+        method=method,
+        target=collector.url.decode("ascii"),
+        headers=headers,
+        content_length=int(lengths[0]) if lengths else 0,
+        keep_alive=collector.keep_alive,
+        size=len(raw),
+    )
