@@ -328,7 +328,8 @@ class Seeded:
 
 
 class HostileGateway:
-    def __init__(self, folder: Path, upstream: RecordingUpstream) -> None:
+    def __init__(self, folder: Path, upstream: RecordingUpstream, *,
+                 data_plane: bool = True) -> None:
         self.folder = folder
         self.upstream = upstream
         policy = folder / "hostile-policy.yaml"
@@ -339,8 +340,9 @@ class HostileGateway:
                             ("eu", ["api.eu.amity.co"]), ("us", ["api.us.amity.co"])):
             regions[name] = {"hosts": hosts, "upstreams": [upstream.url]}
         self.config_path = write_config(folder, {
+            # data_plane false: every request through aiohttp's server (the differential test)
             "server": {"https": None, "http": {"host": "127.0.0.1", "port": self.port},
-                       "shutdown_timeout": "5s"},
+                       "shutdown_timeout": "5s", "data_plane": data_plane},
             "regions": regions,
             "policies": [str(policy), str(REPO / "policies" / "default.yaml")],
             "proxy": {"read_timeout": "3s", "connect_timeout": "2s"},

@@ -1,0 +1,157 @@
+"""The data plane on real sockets: pipelined requests answered in order, a connection
+handed to aiohttp mid-way and back to the right answers, connection caps, the body
+time-out, idle connections, and which requests the data plane serves itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httptools
+import pytest
+
+from gateway.dataplane.request import parse_head
+from tests.proxy.conftest import in_process_gateway, proxy_config
+from tests.support import free_port
+from tests.upstream import running_upstream
+
+HOST = b"Host: api.sg.amity.co\r\n"
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[int]:
+    """A gateway (data plane on) in front of real upstreams; yields its port."""
+    async with running_upstream("eu") as eu, running_upstream("sg") as sg, \
+            running_upstream("us") as us:
+        config = proxy_config(tmp_path, {"eu": eu, "sg": sg, "us": us}, free_port(), {
+            "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()},
+                       "body_timeout": "1s", "max_connections_per_address": 6,
+                       "keepalive_timeout": "2s"},
+            "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [sg]},
+                        "eu": {"hosts": ["api.eu.amity.co"], "upstreams": [eu]},
+                        "us": {"hosts": ["api.us.amity.co"], "upstreams": [us]}},
+        })
+        async with in_process_gateway(config) as (url, _app):
+            yield int(url.rsplit(":", 1)[1])
+
+
+class Answers:
+    """Responses read off one connection with httptools, in order."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[int, dict[str, str], bytes]] = []
+        self._headers: dict[str, str] = {}
+        self._body = b""
+        self._parser = httptools.HttpResponseParser(self)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self.done.append((self._parser.get_status_code(), self._headers, self._body))
+        self._headers, self._body = {}, b""
+
+    def feed(self, data: bytes) -> None:
+        self._parser.feed_data(data)
+
+
+async def _read(reader: asyncio.StreamReader, answers: Answers, count: int,
+                timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while len(answers.done) < count:
+            data = await reader.read(65536)
+            if not data:
+                return
+            answers.feed(data)
+
+
+async def test_pipelined_requests_are_answered_in_order(plane: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    paths = [f"/pub/item-{i}" for i in range(8)]
+    writer.write(b"".join(
+        b"GET %s HTTP/1.1\r\n%sX-Request-Id: r-%d\r\n\r\n" % (p.encode(), HOST, i)
+        for i, p in enumerate(paths)))
+    answers = Answers()
+    await _read(reader, answers, len(paths))
+    writer.close()
+    assert [json.loads(body)["path"] for _, _, body in answers.done] == paths
+    assert [h["x-request-id"] for _, h, _ in answers.done] == [f"r-{i}" for i in range(8)]
+
+
+async def test_a_connection_handed_to_aiohttp_midway_answers_everything(plane: int) -> None:
+    """Proxied (data plane), built-in (handed off), then proxied again (now aiohttp's),
+    all pipelined on one connection: each gets its own answer, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/one HTTP/1.1\r\n" + HOST + b"\r\n"
+                 + b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\n"
+                 + b"POST /pub/two HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+                 + b"3\r\nabc\r\n0\r\n\r\n"
+                 + b"GET /pub/three HTTP/1.1\r\n" + HOST + b"\r\n")
+    answers = Answers()
+    await _read(reader, answers, 4)
+    writer.close()
+    statuses = [status for status, _, _ in answers.done]
+    assert statuses == [200, 200, 200, 200]
+    assert json.loads(answers.done[0][2])["path"] == "/pub/one"
+    assert json.loads(answers.done[1][2])["status"] == "ok"
+    assert json.loads(answers.done[2][2])["size"] == 3
+    assert json.loads(answers.done[3][2])["path"] == "/pub/three"
+
+
+async def test_connections_over_the_per_address_cap_are_closed(plane: int) -> None:
+    held = [await asyncio.open_connection("127.0.0.1", plane) for _ in range(6)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/x HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed before any work
+    for _, held_writer in held:
+        held_writer.close()
+    await asyncio.sleep(0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/x HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_small_body_that_stops_arriving_gets_408(plane: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    started = time.monotonic()
+    writer.write(b"POST /pub/x HTTP/1.1\r\n" + HOST + b"Content-Length: 10\r\n\r\nabc")
+    data = await asyncio.wait_for(reader.read(), 5)
+    assert data.startswith(b"HTTP/1.1 408")
+    assert json.loads(data.partition(b"\r\n\r\n")[2]) == {
+        "status": "error", "code": 400000, "message": "request timeout"}
+    assert 0.9 < time.monotonic() - started < 3
+
+
+async def test_an_idle_keep_alive_connection_is_closed(plane: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/x HTTP/1.1\r\n" + HOST + b"\r\n")
+    answers = Answers()
+    await _read(reader, answers, 1)
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert 1.5 < time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize(("raw", "served"), [
+    (b"GET /pub/x HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    (b"POST /pub/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", True),
+    (b"GET /pub/x HTTP/1.0\r\nHost: a\r\n\r\n", False),
+    (b"HEAD /pub/x HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    (b"OPTIONS /pub/x HTTP/1.1\r\nHost: a\r\n\r\n", False),
+    (b"POST /pub/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+    (b"POST /pub/x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", False),
+    (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", False),
+    (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", False),
+    (b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", False),
+    (b"GET /x HTTP/1.1\r\n\r\n", False),
+    (b"GET /x HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9\r\n\r\n", False),
+    (b"GET /x HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", False),
+])
+def test_which_heads_the_data_plane_serves(raw: bytes, served: bool) -> None:
+    assert (parse_head(raw, max_url=8190, max_field=8190) is not None) is served
