@@ -23,6 +23,7 @@ from gateway.api import (
     ops,
     secure,
     sessions,
+    webhooks,
 )
 from gateway.auth.lifetimes import Lifetimes
 from gateway.auth.loader import load_token_service
@@ -48,6 +49,7 @@ from gateway.keys import (
 )
 from gateway.metrics import Metrics
 from gateway.middleware import cors_headers, front_middleware, gate_middleware
+from gateway.notices.service import notices
 from gateway.proxy import handler as proxy
 from gateway.proxy.live import LiveSockets
 from gateway.proxy.upstream_client import UpstreamPool
@@ -61,6 +63,7 @@ ENDPOINTS = (
     *ops.ENDPOINTS, *sessions.ENDPOINTS, *admin_tokens.ENDPOINTS, *notifications.ENDPOINTS,
     *network.ENDPOINTS, *console.ENDPOINTS, *console_ui.ENDPOINTS, *admins.ENDPOINTS,
     *audit.ENDPOINTS, *certificates.ENDPOINTS, *secure.ENDPOINTS, *oauth.ENDPOINTS,
+    *webhooks.ENDPOINTS,
 )
 PRUNE_INTERVAL = 600.0
 
@@ -79,6 +82,7 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app.cleanup_ctx.append(_store_and_feed(config, clock))
     app.cleanup_ctx.append(login_limits(config))  # counters in the store (or Redis)
     app.cleanup_ctx.append(_upstream_client)
+    app.cleanup_ctx.append(notices)  # webhook deliveries and scan: needs the store
     app.on_response_prepare.append(_server_header)
     app.on_response_prepare.append(cors_headers)
     console_ui.setup(app)

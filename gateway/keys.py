@@ -10,6 +10,7 @@ from gateway.auth.ratelimit import LoginLimiter
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.metrics import Metrics
+from gateway.notices.delivery import Deliveries
 from gateway.proxy.live import LiveSockets
 from gateway.proxy.upstream_client import UpstreamPool
 from gateway.push import PushHeaders
@@ -30,3 +31,4 @@ LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 PUSH_HEADERS = web.AppKey("push_headers", PushHeaders)
 CA = web.AppKey("ca", CertificateAuthority)
 LIVE_SOCKETS = web.AppKey("live_sockets", LiveSockets)
+NOTICES = web.AppKey("notices", Deliveries)

@@ -15,6 +15,8 @@ from gateway.api.sessions import SUCCESS
 from gateway.auth.permissions import may_revoke_admin
 from gateway.errors import not_found, permission_denied
 from gateway.keys import FEED, RUNTIME, STORE, TOKENS
+from gateway.notices import kinds
+from gateway.notices.outbox import noticed
 from gateway.timefmt import iso
 
 
@@ -40,7 +42,8 @@ async def generate_admin_token(request: web.Request) -> web.Response:
         principal.network_id, principal.user_id, principal.role,
         admin_token_ttl(request, network),
     )
-    async with audited(request, "admin_token.generate", principal.user_id):
+    async with audited(request, "admin_token.generate", principal.user_id), \
+            noticed(request, kinds.admin_token_rotated(principal, credential)):
         superseded, revoked = await request.app[STORE].rotate_admin_token(
             credential, config.tokens.admin_rotation_grace
         )
@@ -70,7 +73,8 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
         raise not_found("username Not Found.")
     if not may_revoke_admin(principal.user_id, principal.role, username, target.role):
         raise permission_denied()
-    async with audited(request, "admin_token.revoke", username):
+    async with audited(request, "admin_token.revoke", username), \
+            noticed(request, kinds.admin_token_revoked(principal, username)):
         await store.revoke_subject(principal.network_id, username, "admin")
         await store.end_console_sessions_of(principal.network_id, username)
     await request.app[FEED].catch_up()

@@ -21,6 +21,8 @@ from gateway.api.routes import endpoint, path_param
 from gateway.config import Config
 from gateway.errors import GatewayError, bad_request, conflict, forbidden, not_found
 from gateway.keys import CA, FEED, RUNTIME, STORE
+from gateway.notices import kinds
+from gateway.notices.outbox import noticed
 from gateway.store import AlreadyExists, Certificate, CertificateLimit
 from gateway.timefmt import iso
 from gateway.tls import CertificateAuthority, CsrError, fingerprint_sha256
@@ -81,7 +83,8 @@ async def create_certificate(request: web.Request) -> web.Response:
         raise bad_request(str(exc)) from None
     fingerprint = fingerprint_sha256(signed)
     try:
-        async with audited(request, "certificate.create", f"{name} ({fingerprint})"):
+        async with audited(request, "certificate.create", f"{name} ({fingerprint})"), \
+                noticed(request, kinds.certificate_added(principal, name)):
             certificate = await store.add_certificate(
                 network.id,
                 name,
@@ -120,7 +123,8 @@ async def delete_certificate(request: web.Request) -> web.Response:
     if certificate is None:
         raise not_found("certificateId Not Found.")
     target = f"{certificate.name} ({certificate.fingerprint_sha256})"
-    async with audited(request, "certificate.delete", target):
+    async with audited(request, "certificate.delete", target), noticed(
+            request, kinds.certificate_deleted(principal, certificate.id, certificate.name)):
         if await store.delete_certificate(principal.network_id, certificate_id) is None:
             raise not_found("certificateId Not Found.")  # deleted meanwhile
     await request.app[FEED].catch_up()

@@ -13,6 +13,8 @@ from gateway.api.caller import caller
 from gateway.api.routes import endpoint
 from gateway.errors import conflict, forbidden, not_found
 from gateway.keys import FEED, RUNTIME, STORE
+from gateway.notices import kinds
+from gateway.notices.outbox import noticed
 from gateway.store import Network
 
 MAX_ADMIN_TOKEN_HOURS = 87600
@@ -71,6 +73,10 @@ async def update_network(request: web.Request) -> web.Response:
         if new_mtls != network.mtls_enabled:
             await entries.enter_async_context(
                 audited(request, "network.mtls", "on" if new_mtls else "off"))
+        await entries.enter_async_context(noticed(request, kinds.network_switched(
+            caller(request),
+            secure=new_secure if new_secure != network.use_secure_authentication else None,
+            mtls=new_mtls if new_mtls != network.mtls_enabled else None)))
         updated = await store.set_network_flags(network.id, secure=new_secure, mtls=new_mtls)
     assert updated is not None
     await request.app[FEED].catch_up()  # the mTLS flag holds here before the answer leaves

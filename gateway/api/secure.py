@@ -14,6 +14,8 @@ from gateway.api.routes import endpoint
 from gateway.auth.secrets import hash_secret
 from gateway.errors import forbidden
 from gateway.keys import RUNTIME, STORE
+from gateway.notices import kinds
+from gateway.notices.outbox import noticed
 from gateway.store import Network
 from gateway.timefmt import iso
 
@@ -60,7 +62,8 @@ async def auth_token_v4(request: web.Request) -> web.Response:
 async def generate_server_key(request: web.Request) -> web.Response:
     principal = caller(request)
     key = secrets.token_urlsafe(32)
-    async with audited(request, "server_key.generate"):
+    async with audited(request, "server_key.generate"), \
+            noticed(request, kinds.server_key_generated(principal)):
         await request.app[STORE].set_server_key_hash(
             principal.network_id, hash_secret(key), principal.user_id
         )

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.store.db import Database, Queries
 from gateway.store.events import Event, encode
 from gateway.store.models import Change
+from gateway.store.outbox import record_event
 from gateway.store.schema import MIGRATIONS, migration_statements
 
 Clock = Callable[[], float]
@@ -79,6 +80,7 @@ class StoreCore:
 
     async def append_event(self, tx: Queries, event: Event) -> int:
         """Append a typed feed event inside the caller's transaction."""
+        record_event(event)  # webhook notices declared by the request may announce it
         return await self.append_change(tx, *encode(event))
 
     async def publish(self, kind: str, network_id: str | None, payload: dict[str, Any]) -> int:

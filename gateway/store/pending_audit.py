@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from gateway.store.db import Queries
+from gateway.store.outbox import write_pending_notices
 
 INSERT_AUDIT = (
     "INSERT INTO audit_logs (network_id, time, actor, actor_role, action, target,"
@@ -40,8 +41,10 @@ PENDING: ContextVar[tuple[PendingAudit, ...]] = ContextVar("gateway_pending_audi
 
 
 async def write_pending(tx: Queries) -> None:
-    """Insert this request's declared, not yet written audit entries in `tx`."""
+    """Insert this request's declared, not yet written audit entries in `tx`, and its
+    webhook notices (gateway/store/outbox.py): both commit with the change."""
     for entry in PENDING.get():
         if not entry.written:
             await tx.execute(INSERT_AUDIT, *entry.values())
             entry.written = True
+    await write_pending_notices(tx)

@@ -164,6 +164,45 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             recorded_at {real} NOT NULL
         )""",
     ),
+    # 8: webhook notices to admins (docs/WEBHOOKS.md). Subscriptions keep their signing
+    # secret sealed (the gateway must compute HMACs with it). The outbox holds one row per
+    # (notice, subscription), written in the transaction of the change it announces;
+    # `claimed_until` is the lease of the process delivering it, `dedupe_key` makes the
+    # periodic scan's notices (one per subscription, token and kind) idempotent.
+    (
+        """CREATE TABLE webhook_subscriptions (
+            id TEXT PRIMARY KEY,
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            sealed_secret TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT NOT NULL
+        )""",
+        "CREATE INDEX webhook_subscriptions_network ON webhook_subscriptions (network_id)",
+        """CREATE TABLE notice_outbox (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT NOT NULL,
+            network_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            dedupe_key TEXT UNIQUE,
+            created_at {real} NOT NULL,
+            next_attempt_at {real} NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            claimed_until {real},
+            last_attempt_at {real},
+            last_error TEXT,
+            delivered_at {real},
+            failed_at {real}
+        )""",
+        "CREATE INDEX notice_outbox_due ON notice_outbox (next_attempt_at)"
+        " WHERE delivered_at IS NULL AND failed_at IS NULL",
+        "CREATE INDEX notice_outbox_subscription ON notice_outbox (subscription_id, created_at)",
+        # The periodic scan reads live admin tokens near their end (or their grace's)
+        # without walking every access token that expires in the same window.
+        "CREATE INDEX credentials_kind_expiry ON credentials (kind, revoked_at, expires_at)",
+    ),
 )
 
 

@@ -8,6 +8,7 @@ from gateway.store.credentials import ConsoleQueries, CredentialQueries
 from gateway.store.identity import IdentityQueries
 from gateway.store.login_limits import LoginLimitQueries
 from gateway.store.settings import SettingsQueries
+from gateway.store.webhooks import WebhookQueries
 
 
 class Store(
@@ -18,5 +19,6 @@ class Store(
     SettingsQueries,
     AuditQueries,
     LoginLimitQueries,
+    WebhookQueries,
 ):
     """Every query the gateway makes, grouped by area in the classes it combines."""

@@ -126,6 +126,10 @@ export const api = {
   deleteCertificate: (id) => request(
     "DELETE", `/api/v3/networks/certificates/${encodeURIComponent(id)}`,
   ),
+  webhooks: () => request("GET", "/api/v3/webhooks"),
+  createWebhook: (url, events) => request("POST", "/api/v3/webhooks", { body: { url, events } }),
+  deleteWebhook: (id) => request("DELETE", `/api/v3/webhooks/${encodeURIComponent(id)}`),
+  testWebhook: (id) => request("POST", `/api/v3/webhooks/${encodeURIComponent(id)}/test`),
   pushSetting: () => request("GET", "/api/v3/notification/setting?level=network"),
   updatePushSetting: (changes) => request("POST", "/api/v3/notification/setting", {
     body: { level: "network", ...changes },

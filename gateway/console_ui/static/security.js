@@ -1,10 +1,11 @@
-// Settings > Security: API key, secure mode, the server key, client certificates, mTLS.
+// Settings > Security: API key, secure mode, the server key, client certificates, mTLS, webhooks.
 
 import { api, ApiError, SessionEnded } from "./api.js";
 import {
   busy, confirmAction, errorSlot, h, keepingFocus, openDialog, replace, secretField, section,
   statusSlot, time, toggle, uid,
 } from "./ui.js";
+import { webhooksSection } from "./webhooks.js";
 
 const MAX_CERTIFICATES = 2;
 const MAX_NAME = 30;
@@ -13,7 +14,7 @@ export async function renderSecurity(container, ctx) {
   const me = ctx.me;
   const canChange = ctx.isAdmin;
   const state = { network: null, serverKey: null, certificates: null, certificatesError: null,
-    serverKeyError: null, mtlsWarnings: [] };
+    serverKeyError: null, mtlsWarnings: [], webhooks: null, webhooksError: null };
   const status = statusSlot();
   const body = h("div", { class: "sections" });
   replace(container,
@@ -23,12 +24,13 @@ export async function renderSecurity(container, ctx) {
     status.element, body);
 
   async function load() {
-    const [network, serverKey, certificates] = await Promise.allSettled([
+    const [network, serverKey, certificates, webhooks] = await Promise.allSettled([
       api.network(),
       canChange ? api.serverKeyInfo() : Promise.resolve(null),
       canChange ? api.certificates() : Promise.resolve(null),
+      canChange ? api.webhooks() : Promise.resolve(null),
     ]);
-    for (const result of [network, serverKey, certificates]) {
+    for (const result of [network, serverKey, certificates, webhooks]) {
       if (result.status === "rejected" && result.reason instanceof SessionEnded) throw result.reason;
     }
     if (network.status === "rejected") throw network.reason;
@@ -38,6 +40,9 @@ export async function renderSecurity(container, ctx) {
     state.certificates = certificates.status === "fulfilled" && certificates.value
       ? certificates.value.certificates : null;
     state.certificatesError = certificates.status === "rejected" ? certificates.reason : null;
+    state.webhooks = webhooks.status === "fulfilled" && webhooks.value
+      ? webhooks.value.webhooks : null;
+    state.webhooksError = webhooks.status === "rejected" ? webhooks.reason : null;
   }
 
   async function refresh() {
@@ -51,7 +56,8 @@ export async function renderSecurity(container, ctx) {
       secureModeSection(),
       serverKeySection(),
       certificatesSection(),
-      mtlsSection());
+      mtlsSection(),
+      webhooksSection({ state, canChange, status, refresh }));
   }
 
   // -- secure mode ------------------------------------------------------------------------
