@@ -322,6 +322,9 @@ write_policy() {
     mkdir -p "$(dirname "$file")"
     {
         printf 'rules:\n'
+        # Built-in endpoints are decided only by rules written for their own paths.
+        printf '%s\n' '  - {name: healthz, match: {path: /healthz, methods: [GET]}, auth: public}' \
+            '  - {name: jwks, match: {path: /.well-known/jwks.json, methods: [GET]}, auth: public}'
         (($# == 0)) || printf '%s\n' "$@"
         printf '%s\n' '  - name: bench-public' '    match: {path: "/**"}' '    auth: public'
     } >"$file"

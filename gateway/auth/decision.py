@@ -127,9 +127,12 @@ def decide(
     leeway: float,
     facts: RequestFacts,
     stale: str | None = None,
+    expiry_warning: float = 0.0,
 ) -> Decision:
     """The answer `rule` gives to `credential` at `now`. `stale` is why the in-memory
-    state can no longer be trusted (store unreachable past its bound), else None."""
+    state can no longer be trusted (store unreachable past its bound), else None.
+    An admin token within `expiry_warning` seconds of its end is admitted with a
+    `Warning` saying so (`notices.expiry_warning`)."""
     if rule.auth is Auth.DENY:
         return Refused(Reason.DENIED, 403, "Permission denied", 400301)
     if rule.auth is Auth.PUBLIC or rule.auth is Auth.MQTT_CONNECT:
@@ -145,7 +148,7 @@ def decide(
         return _bad(credential.reason)
     if isinstance(credential, ConsoleCredential):
         return _console(rule, credential, state, now, facts)
-    return _token(rule, credential.claims, state, now, leeway, facts)
+    return _token(rule, credential.claims, state, now, leeway, facts, expiry_warning)
 
 
 def _bad(reason: Reason) -> Refused:
@@ -155,7 +158,7 @@ def _bad(reason: Reason) -> Refused:
 
 
 def _token(rule: Rule, claims: Claims, state: AuthState, now: float, leeway: float,
-           facts: RequestFacts) -> Decision:
+           facts: RequestFacts, expiry_warning: float = 0.0) -> Decision:
     if claims.exp + leeway < now:
         return Refused(Reason.EXPIRED, 401, "token expired")
     if state.is_revoked(claims.jti):
@@ -187,6 +190,8 @@ def _token(rule: Rule, claims: Claims, state: AuthState, now: float, leeway: flo
         return refused
     if not rule.admits(principal.role):
         return Refused(Reason.ROLE, 403, "Permission denied", 400301)
+    if warning is None and not access and claims.exp - now <= expiry_warning:
+        warning = f'299 gateway "admin token expires at {iso(claims.exp)}; generate a new one"'
     return Allowed(principal, warning)
 
 

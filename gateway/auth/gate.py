@@ -110,6 +110,7 @@ async def authorize(request: web.Request, rule: Rule) -> None:
         rule, credential, state, state.clock(),
         leeway=request.app[TOKENS].leeway, facts=facts,
         stale=staleness_reason(request, info) if checked and not rule.serve_stale else None,
+        expiry_warning=info.settings.config.notices.expiry_warning,
     )
     if isinstance(decision, Refused):
         info.refusal = decision.reason.value

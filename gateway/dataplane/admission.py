@@ -61,7 +61,8 @@ def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState
             return None  # a console session needs a store lookup and CSRF facts
     decision = decide(rule, credential, state, state.clock(), leeway=tokens.leeway,
                       facts=RequestFacts(head.method, client_cert),
-                      stale=stale if not rule.serve_stale else None)
+                      stale=stale if not rule.serve_stale else None,
+                      expiry_warning=settings.config.notices.expiry_warning)
     if not isinstance(decision, Allowed):
         return None  # refusals are counted, logged and answered by the aiohttp path
     return Admitted(rule, path, query, host, decision.principal, decision.warning, token)

@@ -171,3 +171,14 @@ async def test_without_a_grace_window_the_previous_token_ends_at_once(tmp_path: 
         assert body["previousTokenValidUntil"] == body["issuedAt"]
         async with session.get(f"{url}/api/v1/admin-token", headers=headers) as response:
             assert response.status == 401
+
+
+async def test_an_admin_token_near_its_end_carries_a_warning(gw: Gateway) -> None:
+    network = await gw.network()
+    short = await gw.admin_token(network, "eve", "admin")  # one day left: within 30 days
+    status, _, response = await gw.call("GET", "/api/v3/things", short)
+    assert status == 200 and "expires at" in response.headers["Warning"]
+    status, body, _ = await gw.call("POST", "/api/v1/admin-token", short)
+    assert status == 200
+    status, _, response = await gw.call("GET", "/api/v3/things", body["adminToken"])
+    assert status == 200 and "Warning" not in response.headers  # a year left

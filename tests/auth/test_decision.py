@@ -314,3 +314,15 @@ def test_the_table_covers_every_reason() -> None:
         Reason.DENIED, Reason.CERTIFICATE_MISSING, Reason.CERTIFICATE_NOT_ALLOWED,
         Reason.STALE, Reason.CROSS_SITE, Reason.CONTENT_TYPE}
     assert set(Reason) <= seen
+
+
+@pytest.mark.parametrize(("days_left", "warned"), [(40, False), (30, True), (2, True)])
+def test_an_admin_token_near_its_end_is_warned(days_left: int, warned: bool) -> None:
+    token = claims("admin", "admin", jti="old-admin", exp=NOW + days_left * 86400)
+    got = decide(RULES["admin"], token, state(), NOW, leeway=LEEWAY, facts=RequestFacts(),
+                 expiry_warning=30 * 86400)
+    assert isinstance(got, Allowed)
+    assert (got.warning is not None and "expires at" in got.warning) is warned
+    access = decide(RULES["any"], claims(exp=NOW + 86400), state(), NOW, leeway=LEEWAY,
+                    facts=RequestFacts(), expiry_warning=30 * 86400)
+    assert isinstance(access, Allowed) and access.warning is None  # end users: never
