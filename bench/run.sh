@@ -257,6 +257,9 @@ if [[ $TOKEN_ROWS == 1 ]]; then
     key_id=$("$PYTHON" "$HERE/report.py" jwks-pem --jwks "$WORK/jwks.json" \
         --token "$WARM_TOKEN" --out "$JWT_KEY") || die "no key for the tokens in the JWKS"
     read -r KID JWT_ALG <<<"$key_id"
+    # The issuer the gateway signs with (tokens.issuer, or the one its store recorded).
+    ISSUER=$("$PYTHON" -c 'import sys, jwt; print(jwt.decode(sys.argv[1],
+        options={"verify_signature": False})["iss"])' "$WARM_TOKEN")
     measure_wrk gateway-token-warm "gateway, token checked (cache warm)" "$LOAD_CPU" "$pid" \
         "$PROXY_CPU" "${AUTH[@]}" "$GW_URL"
     stop "$pid"
@@ -282,7 +285,7 @@ if [[ $TOKEN_ROWS == 1 ]]; then
     http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
     http-request deny unless { var(txn.jwt_alg) -m str $JWT_ALG }
     http-request deny unless { var(txn.bearer),jwt_header_query('\$.kid') -m str $KID }
-    http-request deny unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str gateway }
+    http-request deny unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $ISSUER }
     http-request set-var(txn.now) date()
     http-request set-var(txn.ttl) var(txn.bearer),jwt_payload_query('\$.exp','int'),sub(txn.now)
     http-request deny unless { var(txn.ttl) -m int gt 0 }

@@ -13,8 +13,8 @@ from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
 from gateway.bootstrap import kek_path
 from gateway.config import Config, token_issuer
-from gateway.store.facts import TOKEN_ISSUER, recorded_fact
 from gateway.store import Clock, Store
+from gateway.store.facts import TOKEN_ISSUER, recorded_fact
 
 
 async def open_sealer(config: Config) -> Sealer:
