@@ -36,18 +36,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from gateway.auth.passwords import hash_password
+from gateway.config import load_config
+from gateway.store import Network, open_store
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import POSTGRES_URL, drop_schema, free_port, unique_schema
+from gateway.testing.support import write_config as support_write_config
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: the project's modules next to it
-    sys.path.insert(0, str(REPO))
-
-import aiohttp  # noqa: E402
-
-from gateway.auth.passwords import hash_password  # noqa: E402
-from gateway.config import load_config  # noqa: E402
-from gateway.store import Network, open_store  # noqa: E402
-from tests.process import GatewayProcess  # noqa: E402
-from tests.support import POSTGRES_URL, drop_schema, free_port, unique_schema  # noqa: E402
-from tests.support import write_config as support_write_config  # noqa: E402
 
 ADMIN, ADMIN_PASSWORD, ADMIN_ADDRESS = "ops", "correct horse battery", "192.0.2.10"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)

@@ -7,7 +7,8 @@ import pytest
 
 from gateway.config import load_config
 from gateway.store import Store, open_store
-from tests.support import Clock, drop_schema, require_postgres, unique_schema, write_config
+from gateway.testing.support import Clock, drop_schema, unique_schema, write_config
+from tests.support import require_postgres
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ async def store_config(backend: str, tmp_path: Path) -> AsyncIterator[Path]:
         yield write_config(tmp_path)
         return
     await require_postgres()
-    from tests.support import POSTGRES_URL
+    from gateway.testing.support import POSTGRES_URL
 
     schema = unique_schema()
     yield write_config(tmp_path, {"store": {"url": POSTGRES_URL, "schema": schema}})

@@ -8,8 +8,8 @@ from pathlib import Path
 from gateway.auth.passwords import hash_password, verify_password
 from gateway.config import load_config
 from gateway.store import open_store
-from tests.process import run_cli
-from tests.support import write_config
+from gateway.testing.process import run_cli
+from gateway.testing.support import write_config
 
 
 async def test_init_creates_what_is_missing_and_never_overwrites(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ async def test_minted_tokens_work_and_their_users_exist(tmp_path: Path) -> None:
 
     import aiohttp
 
-    from tests.process import GatewayProcess
+    from gateway.testing.process import GatewayProcess
 
     config = write_config(tmp_path)
     code, out, err = await run_cli("network", "create", "--config", str(config), "--name", "n")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from gateway.config import ConfigError, load_config, parse_duration, sqlite_path
-from tests.support import REPO, write_config
+from gateway.testing.support import REPO, write_config
 
 
 def test_the_shipped_config_has_the_three_regions_and_sg_by_default() -> None:

@@ -15,8 +15,8 @@ from gateway.bootstrap import OtherCA, ca_fingerprint, check_ca, init_files
 from gateway.config import load_config, sqlite_path
 from gateway.store import Store
 from gateway.store.facts import CA_SHA256, recorded_fact
-from tests.process import GatewayProcess, gateway_command
-from tests.support import REPO, write_config
+from gateway.testing.process import GatewayProcess, gateway_command
+from gateway.testing.support import REPO, write_config
 
 REFUSED = "is not the CA of this store's deployment"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.process import GatewayProcess, run_cli
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.support import free_port
+from gateway.testing.upstream import pattern_bytes, running_upstream
 from tests.proxy.conftest import PROXY_POLICY, proxy_config
-from tests.support import free_port
-from tests.upstream import pattern_bytes, running_upstream
 
 SIZE = 50 * 1024 * 1024
 MEMORY_BOUND = 40 * 1024 * 1024  # the gateway's peak RSS may grow by less than this

@@ -14,8 +14,8 @@ import yaml
 
 from gateway.config import load_config
 from gateway.store import open_store
-from tests.process import GatewayProcess, run_cli
-from tests.support import write_config
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.support import write_config
 
 
 async def test_fresh_folder_serves_healthz_within_ten_seconds(tmp_path: Path) -> None:

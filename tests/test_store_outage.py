@@ -20,16 +20,16 @@ import aiohttp
 import pytest
 
 from gateway.keys import STORE
-from tests.proxy.conftest import in_process_gateway
-from tests.support import (
+from gateway.testing.support import (
     POSTGRES_URL,
     drop_schema,
     free_port,
-    require_postgres,
     unique_schema,
     write_config,
 )
-from tests.upstream import running_upstream
+from gateway.testing.upstream import running_upstream
+from tests.proxy.conftest import in_process_gateway
+from tests.support import require_postgres
 
 BOUND = 1.5  # store.max_staleness in these tests
 STALE_POLICY = """

@@ -16,10 +16,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from tests.process import GatewayProcess
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import free_port, write_config
+from gateway.testing.upstream import running_upstream, upstream_app
 from tests.proxy.conftest import PROXY_POLICY
-from tests.support import free_port, write_config
-from tests.upstream import running_upstream, upstream_app
 
 READ_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 1.0

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import asyncpg
+import yaml
+from aiohttp import web
+
+from gateway.testing import support
+from gateway.testing.process import gateway_command
+from gateway.testing.support import free_port as free_port  # re-exported for the scripts
+
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: the project's modules next to it
-    sys.path.insert(0, str(REPO))
-
-import aiohttp  # noqa: E402
-import asyncpg  # noqa: E402
-import yaml  # noqa: E402
-from aiohttp import web  # noqa: E402
-
-from tests import support  # noqa: E402
-from tests.process import gateway_command  # noqa: E402
-from tests.support import free_port as free_port  # noqa: E402  (for the scripts)
 
 POLICIES = REPO / "policies" / "default.yaml"
 DEFAULT_PG_URL = os.environ.get(

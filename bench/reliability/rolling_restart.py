@@ -59,16 +59,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import aiohttp
 
-import aiohttp  # noqa: E402
-
-from gateway.config import load_config  # noqa: E402
-from gateway.store import Network, open_store  # noqa: E402
-from tests.process import GatewayProcess  # noqa: E402
-from tests.support import (  # noqa: E402
+from gateway.config import load_config
+from gateway.store import Network, open_store
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import (
     POSTGRES_URL,
     drop_schema,
     free_port,
@@ -76,7 +72,9 @@ from tests.support import (  # noqa: E402
     unique_schema,
     write_config,
 )
-from tests.upstream import running_upstream  # noqa: E402
+from gateway.testing.upstream import running_upstream
+
+REPO = Path(__file__).resolve().parents[2]
 
 BACKEND = "gateways"  # instances that answer /readyz 200
 FALLBACK = "gateways_degraded"  # the same instances, alive (/healthz): used when none is ready

@@ -14,9 +14,9 @@ from aiohttp import web
 from gateway.auth.passwords import hash_password
 from gateway.keys import STORE, TOKENS
 from gateway.store import Network, Store
+from gateway.testing.support import REPO, Clock, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, Clock, free_port, write_config
-from tests.upstream import running_upstream
 
 
 @dataclass

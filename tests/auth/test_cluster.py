@@ -14,9 +14,9 @@ import pytest
 from gateway.auth.loader import load_token_service
 from gateway.config import load_config
 from gateway.store import Network, open_store
-from tests.process import GatewayProcess
-from tests.support import REPO, free_port, write_config
-from tests.upstream import running_upstream
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
 
 ROUNDS = 10
 BOUND = 0.5  # README ("Change feed") gives the measured figures; this only catches regressions

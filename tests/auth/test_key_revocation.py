@@ -19,10 +19,10 @@ from gateway.cli_keys import revoke_key
 from gateway.config import load_config
 from gateway.keys import FEED, TOKENS
 from gateway.store import Network, SigningKeyError, open_store
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.upstream import running_upstream
 from tests.auth.conftest import Gateway, error
 from tests.auth.test_cluster import BOUND, _configs, _login, _status
-from tests.process import GatewayProcess, run_cli
-from tests.upstream import running_upstream
 
 INVALID = error(401, "Invalid token")
 

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import WSMsgType
 
 from gateway.auth.passwords import hash_password
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.auth.conftest import Gateway
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
-from tests.upstream import running_upstream
 
 WS = "/api/v3/ws-echo"
 

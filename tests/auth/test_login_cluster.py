@@ -19,9 +19,9 @@ import redis.asyncio as redis
 from gateway.auth.passwords import hash_password
 from gateway.config import load_config
 from gateway.store import Network, open_store
-from tests.process import GatewayProcess
-from tests.support import REPO, free_port, write_config
-from tests.upstream import running_upstream
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
 
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A day-long window: no window boundary falls inside a run and resets the counts.

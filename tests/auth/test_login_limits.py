@@ -17,10 +17,10 @@ from gateway.auth.password_pool import KNOWN
 from gateway.auth.passwords import hash_password
 from gateway.keys import LOGIN_LIMITER, RUNTIME
 from gateway.store import Network
+from gateway.testing.support import REPO, Clock, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.auth.conftest import Gateway, error
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, Clock, free_port, write_config
-from tests.upstream import running_upstream
 
 PASSWORD = "s3cret"
 

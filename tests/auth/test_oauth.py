@@ -380,8 +380,8 @@ async def test_a_revoked_token_fails_on_another_instance_through_the_feed(
 
     import aiohttp
 
+    from gateway.testing.support import REPO, free_port, write_config
     from tests.proxy.conftest import in_process_gateway
-    from tests.support import REPO, free_port, write_config
 
     network = await gw.network()
     token = (await gw.login(network))["accessToken"]

@@ -20,9 +20,9 @@ from gateway.auth.secrets import hash_secret
 from gateway.config import load_config
 from gateway.keys import STORE
 from gateway.store import Network
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
-from tests.upstream import running_upstream
 
 SERVER_KEY = "x-server-key"
 

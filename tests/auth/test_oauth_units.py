@@ -18,7 +18,7 @@ from gateway.auth.permissions import may_revoke_token
 from gateway.auth.principal import Principal
 from gateway.config import ConfigError, load_config, token_issuer
 from gateway.errors import GatewayError, invalid_token, permission_denied, unauthorized
-from tests.support import write_config
+from gateway.testing.support import write_config
 
 NET, OTHER = "net-1", "net-2"
 

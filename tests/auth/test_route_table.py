@@ -16,8 +16,8 @@ from gateway.auth.passwords import hash_password
 from gateway.config import load_config
 from gateway.policy import Auth, Rule, compile_rules
 from gateway.store import Network
+from gateway.testing.support import write_config
 from tests.auth.conftest import Gateway, error
-from tests.support import write_config
 
 ADMIN_READS = ("/api/v3/audit-logs", "/api/v3/networks/certificates",
                "/api/v3/networks/server-key", "/api/v3/networks/me", "/api/v1/admin-token")

@@ -21,8 +21,8 @@ from gateway.auth.lifetimes import NETWORK_ADMIN_TOKEN_MAX_HOURS, Lifetimes
 from gateway.auth.state import PRUNE_MARGIN, AuthState
 from gateway.config import ConfigError, Seconds, TokensConfig, load_config
 from gateway.keys import RUNTIME, TOKENS
+from gateway.testing.support import Clock, write_config
 from tests.auth.conftest import Gateway, error
-from tests.support import Clock, write_config
 
 INVALID = error(401, "Invalid token")
 DAY = 86400

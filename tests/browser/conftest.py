@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from tests.process import GatewayProcess, run_cli
-from tests.support import write_config
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.support import write_config
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize

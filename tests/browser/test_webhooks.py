@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import write_config
 from tests.browser.conftest import BackgroundLoop, Consoles, Gateway, playwright_api
 from tests.notices.receiver import Receiver, start_receiver
-from tests.process import GatewayProcess
-from tests.support import write_config
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cli import build_parser, main
 from gateway.cli_help import COMMAND_HELP
-from tests.process import run_cli
+from gateway.testing.process import run_cli
 
 
 def _commands(

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from gateway.logs import configure_logging
-from tests.process import GatewayProcess
-from tests.support import write_config
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import write_config
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from tests.support import REPO, write_config
+from gateway.testing.support import REPO, write_config
 
 
 def _run_environment(*make_args: str) -> dict[str, str]:

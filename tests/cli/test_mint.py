@@ -19,8 +19,8 @@ from gateway.bootstrap import init_files
 from gateway.cli_tokens import mint_tokens
 from gateway.config import load_config
 from gateway.store import open_store
-from tests.process import run_cli
-from tests.support import REPO, write_config
+from gateway.testing.process import run_cli
+from gateway.testing.support import REPO, write_config
 
 
 async def _network(config: Path) -> str:

@@ -14,9 +14,9 @@ import httptools
 import pytest
 
 from gateway.dataplane.request import parse_head
+from gateway.testing.support import free_port
+from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway, proxy_config
-from tests.support import free_port
-from tests.upstream import running_upstream
 
 HOST = b"Host: api.sg.amity.co\r\n"
 

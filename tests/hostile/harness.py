@@ -31,7 +31,7 @@ from typing import Any
 
 import httptools
 
-from tests.support import REPO, free_port, write_config
+from gateway.testing.support import REPO, free_port, write_config
 
 START_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 5.0

@@ -26,8 +26,8 @@ from aiohttp import web
 from gateway.config import ServerConfig
 from gateway.keys import STORE
 from gateway.protocol import BODY_PROGRESS, BODY_TIMEOUT
+from gateway.testing.support import REPO, free_port
 from tests.proxy.conftest import in_process_gateway, proxy_config
-from tests.support import REPO, free_port
 
 TIMEOUT = 1.0
 SLACK = 1.0  # scheduling on a shared 2-core machine

@@ -17,9 +17,9 @@ import pytest
 
 from gateway.config import ServerConfig
 from gateway.protocol import HEADER_TIMEOUT
+from gateway.testing.support import free_port
+from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway, proxy_config
-from tests.support import free_port
-from tests.upstream import running_upstream
 
 TIMEOUT = 1.0
 SLOW_CLIENTS = 20

@@ -17,10 +17,10 @@ from gateway.config import load_config
 from gateway.keys import STORE
 from gateway.notices import kinds
 from gateway.store import Network
+from gateway.testing.support import Clock, free_port, write_config
 from tests.auth.conftest import Gateway
 from tests.notices.receiver import Receiver, start_receiver
 from tests.proxy.conftest import in_process_gateway
-from tests.support import Clock, free_port, write_config
 
 # Fast enough for tests; the retry delays are reached by moving the clock.
 NOTICES = {

@@ -15,10 +15,10 @@ from cryptography.x509.oid import NameOID
 
 from gateway.keys import STORE
 from gateway.notices import kinds
+from gateway.testing.support import Clock
 from tests.notices.conftest import Hooks, gateway_config
 from tests.notices.receiver import Receiver
 from tests.proxy.conftest import in_process_gateway
-from tests.support import Clock
 
 SETTLE = 0.5  # after the last expected delivery: time for a duplicate to show up
 

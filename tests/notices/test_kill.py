@@ -16,9 +16,9 @@ import aiohttp
 
 from gateway.notices import kinds
 from gateway.notices.delivery import MAX_IN_FLIGHT
+from gateway.testing.process import GatewayProcess, run_cli
 from tests.notices.conftest import gateway_config
 from tests.notices.receiver import Receiver, start_receiver
-from tests.process import GatewayProcess, run_cli
 
 CHANGES = MAX_IN_FLIGHT + 8  # more than one process sends at once: some wait in the outbox
 

@@ -16,7 +16,7 @@ from gateway.config import ConfigError, NoticesConfig, load_config
 from gateway.notices.delivery import backoff
 from gateway.notices.signing import signed_headers, verify
 from gateway.notices.targets import PublicResolver, TargetRefused, literal_refused, url_problem
-from tests.support import write_config
+from gateway.testing.support import write_config
 
 PRIVATE = [
     "http://127.0.0.1:8080/h", "http://localhost/h", "http://LOCALHOST./h", "http://10.1.2.3/",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from gateway.keys import STORE
 from gateway.notices import kinds
+from gateway.testing.support import Clock
 from tests.notices.conftest import Hooks, gateway_config
 from tests.notices.receiver import Receiver
 from tests.proxy.conftest import in_process_gateway
-from tests.support import Clock
 
 SCANS = 0.4  # several scan intervals (50 ms)
 HOUR = 3600.0

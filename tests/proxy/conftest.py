@@ -17,8 +17,8 @@ from gateway.app import build_app
 from gateway.bootstrap import init_files
 from gateway.config import load_config
 from gateway.server import listener_sites, make_runner
-from tests.support import free_port, write_config
-from tests.upstream import running_upstream
+from gateway.testing.support import free_port, write_config
+from gateway.testing.upstream import running_upstream
 
 PROXY_POLICY = """
 rules:

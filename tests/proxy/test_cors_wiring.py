@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
-from tests.upstream import running_upstream
 
 APP = "https://app.example.com"
 

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from gateway.keys import ACCESS_LOG
+from gateway.testing.support import raw_request
 from tests.proxy.conftest import ProxySetup
-from tests.support import raw_request
 
 
 async def _echo(session: aiohttp.ClientSession, url: str, **kwargs: object) -> dict[str, object]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from gateway.testing.support import raw_request
 from tests.proxy.conftest import ProxySetup
-from tests.support import raw_request
 
 
 def _port(proxy: ProxySetup) -> int:

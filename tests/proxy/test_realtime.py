@@ -19,9 +19,9 @@ from aiohttp import WSMsgType, web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.keys import LIVE_SOCKETS
+from gateway.testing.support import REPO, free_port, write_config
 from tests.auth.conftest import Clock, Gateway
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, free_port, write_config
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -351,7 +351,7 @@ async def test_a_revocation_ends_an_open_socket_io_connection(
 
 async def test_mqtt_goes_to_the_regions_mqtt_upstreams(tmp_path: Path, broker: int) -> None:
     """`regions.<r>.mqtt_upstreams`: the broker lives on another host than the API."""
-    from tests.upstream import running_upstream
+    from gateway.testing.upstream import running_upstream
 
     seen = Upstream()
     runner = web.AppRunner(realtime_upstream(broker, seen))

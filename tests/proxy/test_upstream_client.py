@@ -15,7 +15,7 @@ from gateway.proxy.upstream_client import (
     UpstreamRefused,
     UpstreamTimeout,
 )
-from tests.support import free_port
+from gateway.testing.support import free_port
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.support import REPO
+from gateway.testing.support import REPO
 
 SCRIPTS = str(REPO / "bench" / "reliability")
 if SCRIPTS not in sys.path:

@@ -8,7 +8,8 @@ from pathlib import Path
 import kill_test
 import pytest
 
-from tests.support import POSTGRES_URL, drop_schema, require_postgres, unique_schema
+from gateway.testing.support import POSTGRES_URL, drop_schema, unique_schema
+from tests.support import require_postgres
 
 CYCLES = 5
 KILL_AFTER = (0.3, 1.0)

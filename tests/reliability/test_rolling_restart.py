@@ -27,17 +27,11 @@ import pytest
 import yaml
 
 from gateway.config import load_config
-from tests.process import GatewayProcess, run_cli
-from tests.support import (
-    POSTGRES_REQUIRED,
-    POSTGRES_URL,
-    REPO,
-    free_port,
-    require_postgres,
-    write_config,
-)
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.support import POSTGRES_URL, REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
+from tests.support import POSTGRES_REQUIRED, require_postgres
 from tests.test_store_outage import Relay
-from tests.upstream import running_upstream
 
 
 def _harness() -> ModuleType:

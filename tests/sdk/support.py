@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.process import GatewayProcess, run_cli
+from gateway.testing.process import GatewayProcess, run_cli
+from gateway.testing.support import write_config
 from tests.sdk.upstream import Recorded, running_sdk_upstream
-from tests.support import write_config
 
 SDK_DIR = Path(__file__).resolve().parent
 HARNESS = SDK_DIR / "harness.cjs"

@@ -18,7 +18,7 @@ from gateway.bootstrap import init_files
 from gateway.cli_tokens import mint_tokens
 from gateway.config import load_config, sqlite_path
 from gateway.store import open_store
-from tests.support import write_config
+from gateway.testing.support import write_config
 
 COMPANIONS = ("-wal", "-shm")
 

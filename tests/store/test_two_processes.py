@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.support import REPO
+from gateway.testing.support import REPO
 
 COUNT = 50
 # The bound written in README.md ("Change feed"): the worst delay seen, with margin.

@@ -16,10 +16,10 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway.testing.support import REPO, Clock, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from tests.auth.conftest import Gateway
 from tests.proxy.conftest import in_process_gateway
-from tests.support import REPO, Clock, free_port, write_config
-from tests.upstream import running_upstream
 
 # `openssl req -newkey` arguments for each key kind the tests use.
 KEY_KINDS: dict[str, list[str]] = {

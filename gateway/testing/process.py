@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.support import REPO
+from gateway.testing.support import REPO
 
 START_TIMEOUT = 20.0
 
