@@ -8,6 +8,7 @@ is how long ago the feed was last read successfully: the bound /readyz checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,8 +103,9 @@ class FeedTailer:
             except Exception as exc:  # the tailer must outlive any one bad read
                 log.exception("change feed read failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as the wait completes, and stop() would hang.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
