@@ -16,6 +16,7 @@ from typing import Any, Literal, TextIO
 
 from cryptography.hazmat.primitives import serialization
 
+from gateway.auth.lifetimes import issued_lifetime
 from gateway.auth.loader import load_token_service
 from gateway.config import Config
 from gateway.minting import MintChunk, device_id, sign_chunk, start_worker, user_id
@@ -41,12 +42,12 @@ async def mint_tokens(
     rows to `out` (CSV with that header, or JSON lines)."""
     store = await open_store(config)
     try:
-        if await store.get_network(network_id) is None:
+        network = await store.get_network(network_id)
+        if network is None:
             raise NotFound(f"network {network_id!r} not found")
         tokens = await load_token_service(config, store, time.time)
         key = tokens.ring.signer()
-        ttl = config.tokens.access_ttl_unsecure if kind == "access" else (
-            config.tokens.admin_token_ttl)
+        ttl = issued_lifetime(config.tokens, network, kind)  # what the API would give
         # An expired set is issued in the past, so every claim is still consistent.
         issued = time.time() - (ttl + config.tokens.leeway + 3600 if expired else 0)
         pem = key.private_key.private_bytes(
@@ -219,9 +220,12 @@ async def admin_token(config: Config, network_id: str, username: str) -> dict[st
         admin = await store.admin_by_username(network_id, username)
         if admin is None:
             raise NotFound(f"username {username!r} not found in network {network_id!r}")
+        network = await store.get_network(network_id)
+        if network is None:
+            raise NotFound(f"network {network_id!r} not found")
         tokens = await load_token_service(config, store, time.time)
         token, credential = await tokens.issue_admin(
-            network_id, username, admin.role, config.tokens.admin_token_ttl
+            network_id, username, admin.role, issued_lifetime(config.tokens, network, "admin")
         )
         await store.rotate_admin_token(  # running gateways learn of it from the feed
             credential, config.tokens.admin_rotation_grace

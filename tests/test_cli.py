@@ -173,3 +173,36 @@ async def test_minted_tokens_work_and_their_users_exist(tmp_path: Path) -> None:
                                 headers={"Authorization": f"Bearer {admin}"}) as response:
             assert response.status == 200
         assert (await check(minted["good"][2][1]))[0] == 403
+
+
+async def test_minted_tokens_get_the_lifetimes_the_api_gives(tmp_path: Path) -> None:
+    """One write path for lifetimes: a secure network's access tokens live
+    tokens.access_ttl_secure, its admin tokens its securityConfigs lifetime."""
+    import csv
+
+    import jwt
+
+    from gateway.config import load_config
+    from gateway.store import open_store
+
+    config = write_config(tmp_path)
+    code, out, err = await run_cli("network", "create", "--config", str(config), "--name", "s",
+                                   "--secure")
+    assert code == 0, err
+    network_id = json.loads(out)["networkId"]
+    store = await open_store(load_config(config, environ={}))
+    try:
+        await store.set_admin_token_hours(network_id, 2)
+    finally:
+        await store.close()
+    lifetimes = {}
+    for kind in ("access", "admin"):
+        path = tmp_path / f"{kind}.csv"
+        code, _, err = await run_cli("tokens", "mint", "--config", str(config), "--network",
+                                     network_id, "--users", "1", "--kind", kind,
+                                     "--out", str(path))
+        assert code == 0, err
+        token = list(csv.reader(path.open()))[1][1]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        lifetimes[kind] = claims["exp"] - claims["iat"]
+    assert lifetimes == {"access": 30 * 86400, "admin": 2 * 3600}

@@ -11,6 +11,7 @@ from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object
 from gateway.api.caller import caller
 from gateway.api.routes import endpoint
+from gateway.auth.lifetimes import issued_lifetime
 from gateway.errors import conflict, forbidden, not_found
 from gateway.keys import FEED, RUNTIME, STORE
 from gateway.notices import kinds
@@ -106,9 +107,9 @@ async def update_security_configs(request: web.Request) -> web.Response:
 
 def admin_token_ttl(request: web.Request, network: Network | None) -> float:
     """The network's admin token lifetime if it set one, else the configured default."""
-    if network is not None and network.admin_token_expires_hours:
-        return network.admin_token_expires_hours * 3600.0
-    return float(request.app[RUNTIME].current.config.tokens.admin_token_ttl)
+    tokens = request.app[RUNTIME].current.config.tokens
+    return float(tokens.admin_token_ttl) if network is None else issued_lifetime(
+        tokens, network, "admin")
 
 
 ENDPOINTS = (

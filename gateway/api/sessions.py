@@ -10,6 +10,7 @@ from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller, network_for_api_key
 from gateway.api.routes import endpoint, path_param
+from gateway.auth.lifetimes import issued_lifetime
 from gateway.auth.principal import Principal
 from gateway.auth.secrets import hash_secret
 from gateway.errors import (
@@ -87,8 +88,7 @@ async def create_session(request: web.Request) -> web.Response:
         if result != "ok":
             raise invalid_token()
     user = await store.upsert_user(network.id, user_id, display_name)
-    ttl = (config.tokens.access_ttl_secure if network.use_secure_authentication
-           else config.tokens.access_ttl_unsecure)
+    ttl = issued_lifetime(config.tokens, network, "access")
     token, credential = await tokens.issue(
         kind="access", network_id=network.id, subject=user_id, ttl=ttl, device_id=device_id
     )

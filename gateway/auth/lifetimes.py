@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import TokensConfig
+from gateway.store import Network
 
 # The API's upper bound on a network's securityConfigs.adminToken.expiresInHours.
 NETWORK_ADMIN_TOKEN_MAX_HOURS = 87600
@@ -36,3 +37,15 @@ class Lifetimes:
         # or tokens.admin_token_ttl (used when a network has no setting) if larger.
         admin = max(NETWORK_ADMIN_TOKEN_MAX_HOURS * 3600.0, tokens.admin_token_ttl)
         return cls(access=access, admin=admin)
+
+
+def issued_lifetime(tokens: TokensConfig, network: Network, kind: str) -> float:
+    """The lifetime a new token of `kind` gets in `network`, whoever issues it (the API,
+    console login, the CLI): access tokens by the network's mode, admin tokens by its
+    securityConfigs.adminToken.expiresInHours when set, else the configured default."""
+    if kind == "admin":
+        if network.admin_token_expires_hours:
+            return network.admin_token_expires_hours * 3600.0
+        return float(tokens.admin_token_ttl)
+    return float(tokens.access_ttl_secure if network.use_secure_authentication
+                 else tokens.access_ttl_unsecure)
