@@ -41,7 +41,7 @@ async def hold(port: int, count: int) -> list[asyncio.StreamWriter]:
     for start in range(0, count, 500):
         batch = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port)
                                        for _ in range(min(500, count - start))))
-        for reader, writer in batch:
+        for _reader, writer in batch:
             writer.write(request)
         for reader, writer in batch:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -56,7 +56,7 @@ async def main() -> int:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them idle")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.connections + 100 > hard:
         print(f"need {args.connections + 100} open files, the limit is {hard}", file=sys.stderr)
