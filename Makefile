@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(RUN_ENV) $(BIN)/gateway serve --config config.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -rs
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import ConfigError, load_config, parse_duration, sqlite_path
+from gateway.config import ConfigError, Seconds, load_config, parse_duration, sqlite_path
 from gateway.testing.support import REPO, write_config
 
 
@@ -18,8 +18,8 @@ def test_the_shipped_config_has_the_three_regions_and_sg_by_default() -> None:
     assert config.regions.for_host("api.us.amity.co").name == "us"
     assert config.regions.for_host("unknown.example").name == "sg"
     assert config.regions.for_host(None).name == "sg"
-    assert config.tokens.admin_rotation_grace == 86400
-    assert config.tokens.auth_token_ttl == 600
+    assert config.tokens.admin_rotation_grace == Seconds(86400)
+    assert config.tokens.auth_token_ttl == Seconds(600)
     assert config.proxy.max_body_bytes == 1 << 30
 
 
@@ -104,7 +104,7 @@ def test_environment_overrides_two_level_keys_only(tmp_path: Path) -> None:
     })
     assert config.store.url == "sqlite:////tmp/elsewhere.db"
     assert sqlite_path(config) == Path("/tmp/elsewhere.db")
-    assert config.tokens.leeway == 5
+    assert config.tokens.leeway == Seconds(5)
     assert config.server.workers == 3
     with pytest.raises(ConfigError, match=r"tokens\.leeway"):
         load_config(path, environ={"GATEWAY_TOKENS_LEEWAY": "soon"})

@@ -106,7 +106,7 @@ async def test_sighup_refuses_a_broken_config_and_keeps_serving(
 
 
 def _children(pid: int) -> set[int]:
-    found = set()
+    found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         children = (task / "children").read_text().split()
         found.update(int(child) for child in children)

@@ -10,9 +10,9 @@ import jwt
 
 from gateway.keys import RUNTIME, STORE, TOKENS
 from gateway.store import Network
-from gateway.testing.support import free_port, write_config
+from gateway.testing.support import Clock, free_port, write_config
 from gateway.timefmt import iso
-from tests.auth.conftest import Clock, Gateway, error
+from tests.auth.conftest import Gateway, error
 from tests.proxy.conftest import in_process_gateway
 
 YEAR = 365 * 86400

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.testing.support import Clock
 from gateway.timefmt import iso
-from tests.auth.conftest import Clock, Gateway, error
+from tests.auth.conftest import Gateway, error
 
 
 async def test_every_console_role_lists_its_own_network_only(gw: Gateway, clock: Clock) -> None:

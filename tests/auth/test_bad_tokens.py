@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.keys import TOKENS
-from tests.auth.conftest import Clock, Gateway, error
+from gateway.testing.support import Clock
+from tests.auth.conftest import Gateway, error
 
 
 def _b64(data: bytes) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.auth.tokens import Claims, VerifiedCache
-from tests.auth.conftest import Clock
+from gateway.testing.support import Clock
 
 
 def _claims(jti: str, exp: float) -> Claims:

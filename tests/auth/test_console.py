@@ -6,7 +6,8 @@ from typing import Any
 
 from gateway.auth.passwords import hash_password
 from gateway.store import Network
-from tests.auth.conftest import Clock, Gateway, error
+from gateway.testing.support import Clock
+from tests.auth.conftest import Gateway, error
 
 
 async def _admin(gw: Gateway, network: Network, username: str, role: str = "admin") -> None:

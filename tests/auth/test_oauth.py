@@ -16,7 +16,8 @@ from gateway.auth.secrets import hash_secret
 from gateway.auth.tokens import ISSUER, TokenService
 from gateway.keys import TOKENS
 from gateway.store import Network
-from tests.auth.conftest import Clock, Gateway, error
+from gateway.testing.support import Clock
+from tests.auth.conftest import Gateway, error
 
 DAY = 86400
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

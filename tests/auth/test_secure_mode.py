@@ -7,7 +7,8 @@ import json
 import jwt
 
 from gateway.store import Network
-from tests.auth.conftest import Clock, Gateway, error
+from gateway.testing.support import Clock
+from tests.auth.conftest import Gateway, error
 
 DAY = 86400
 

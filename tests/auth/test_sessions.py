@@ -10,7 +10,8 @@ import pytest
 from gateway.auth.loader import load_token_service
 from gateway.errors import GatewayError
 from gateway.keys import RUNTIME, TOKENS
-from tests.auth.conftest import Clock, Gateway, error
+from gateway.testing.support import Clock
+from tests.auth.conftest import Gateway, error
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 DAY = 86400

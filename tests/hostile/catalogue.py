@@ -177,10 +177,28 @@ def bearer(token: str, path: str = API) -> bytes:
     return http("GET", path, [("Authorization", f"Bearer {token}")])
 
 
+def _raw(data: bytes) -> Callable[[Ctx], bytes]:
+    """A request that is exactly these bytes."""
+    return lambda c: data
+
+
+def _get(target: str, headers: list[tuple[str, str]] | None = None) -> Callable[[Ctx], bytes]:
+    return lambda c: http("GET", target, headers)
+
+
+def _user_get(target: str) -> Callable[[Ctx], bytes]:
+    """A GET of `target` with the seeded end user's access token."""
+    return lambda c: http("GET", target, [("Authorization", f"Bearer {c.token}")])
+
+
 # --------------------------------------------------------------------------------------
 # JWT attacks: sent as `Authorization: Bearer` to a route that needs a token.
 
 TokenMaker = Callable[[Ctx], str]
+
+
+def _bearer(make: TokenMaker) -> Callable[[Ctx], bytes]:
+    return lambda c: bearer(make(c))
 
 
 def _segments(c: Ctx) -> list[str]:
@@ -371,7 +389,7 @@ JWT_TOKENS: list[tuple[str, TokenMaker]] = [
 ]
 
 JWT_CASES = [
-    Case(f"jwt/{name}", "jwt", lambda c, make=make: bearer(make(c)), 401, INVALID)
+    Case(f"jwt/{name}", "jwt", _bearer(make), 401, INVALID)
     for name, make in JWT_TOKENS
 ]
 JWT_CASES += [
@@ -468,7 +486,7 @@ SMUGGLING_SHAPES: list[tuple[str, bytes]] = [
 ]
 
 SMUGGLING_CASES = [
-    Case(f"smuggling/{name}", "smuggling", lambda c, data=data: data, 400,
+    Case(f"smuggling/{name}", "smuggling", _raw(data), 400,
          contains="malformed request", close_ok=True, smuggled=("x-smuggled",))
     for name, data in SMUGGLING_SHAPES
 ]
@@ -626,7 +644,7 @@ PATH_CASES_DATA: list[tuple[str, str, int, str | None]] = [
 ]
 
 PATH_CASES = [
-    Case(f"paths/{name}", "paths", lambda c, target=target: http("GET", target), status,
+    Case(f"paths/{name}", "paths", _get(target), status,
          message, code=400301 if status == 403 else None, close_ok=True)
     for name, target, status, message in PATH_CASES_DATA
 ]
@@ -650,7 +668,7 @@ VERBATIM_QUERIES: list[tuple[str, str]] = [
 ]
 
 PATH_CASES += [
-    Case(f"paths/{name}", "paths", lambda c, target=target: http("GET", target),
+    Case(f"paths/{name}", "paths", _get(target),
          verbatim=target.encode(), smuggled=("x-smuggled",))
     for name, target in VERBATIM_QUERIES
 ]
@@ -906,12 +924,10 @@ NEVER_FORWARDED = (
 ROUTING_CASES = [
     # An end user's token on admin reads, by GET (HEAD: tests/proxy/test_route_table.py).
     *(Case(f"routing/admin-read-{i}", "routing",
-           lambda c, p=path: http("GET", p, [("Authorization", f"Bearer {c.token}")]),
-           403, PERMISSION_DENIED, code=400301)
+           _user_get(path), 403, PERMISSION_DENIED, code=400301)
       for i, path in enumerate(ADMIN_READS)),
     *(Case(f"routing/builtin-spelling-{i}", "routing",
-           lambda c, p=path: http("GET", p, [("Authorization", f"Bearer {c.token}")]),
-           403, PERMISSION_DENIED, code=400301)
+           _user_get(path), 403, PERMISSION_DENIED, code=400301)
       for i, path in enumerate(BUILTIN_SPELLINGS)),
     Case("routing/auth-token-double-slash", "routing",
          lambda c: http("GET", "//api/v3/authentication/token?userId=x",
@@ -929,7 +945,7 @@ ROUTING_CASES = [
          lambda c: http("GET", "/internal/x", host="api.eu.amity.co."), 403, PERMISSION_DENIED,
          code=400301),
     *(Case(f"routing/never-forwarded-{name}", "routing",
-           lambda c, n=name, v=value: http("GET", "/pub/x", [(n, v)]),
+           _get("/pub/x", [(name, value)]),
            verbatim=b"/pub/x", smuggled=(name.lower(),))
       for name, value in NEVER_FORWARDED),
     Case("routing/gateway-token-on-public-route", "routing",

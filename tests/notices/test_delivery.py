@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.keys import STORE
 from gateway.notices import kinds
+from gateway.store.db import Row
 from gateway.testing.support import Clock
 from tests.notices.conftest import Hooks, gateway_config
 from tests.notices.receiver import Receiver
@@ -29,6 +31,11 @@ def _csr() -> str:
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
     ).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _received(receiver: Receiver, count: int) -> Callable[[], bool]:
+    """A `wait_for` condition: exactly `count` deliveries have arrived."""
+    return lambda: len(receiver.received) == count
 
 
 async def test_every_kind_a_write_causes_arrives_once(hooks: Hooks) -> None:
@@ -69,7 +76,7 @@ async def test_every_kind_a_write_causes_arrives_once(hooks: Hooks) -> None:
     data = {r.kind: r.body["data"] for r in receiver.received if r.path == "/all"}
     rows = await hooks.gw.app[STORE].db.fetch(
         "SELECT jti, subject, grace_until, revoked_at FROM credentials WHERE kind = 'admin'")
-    by_subject: dict[str, list[dict[str, object]]] = {}
+    by_subject: dict[str, list[Row]] = {}
     for row in rows:
         by_subject.setdefault(row["subject"], []).append(row)
     (superseded,) = [r for r in by_subject["boss"] if r["grace_until"] is not None]
@@ -145,7 +152,7 @@ async def test_given_up_after_max_attempts(hooks: Hooks) -> None:
     await hooks.gw.call("PUT", "/api/v3/networks/me", hooks.admin,
                         json={"useSecureAuthentication": True})
     for attempt in range(1, 5):  # max_attempts 4
-        await receiver.wait_for(lambda n=attempt: len(receiver.received) == n)
+        await receiver.wait_for(_received(receiver, attempt))
         await hooks.settled()
         hooks.clock.advance(40)  # retry_max
     await asyncio.sleep(SETTLE)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.config import ConfigError, NoticesConfig, load_config
+from gateway.config import ConfigError, NoticesConfig, Seconds, load_config
 from gateway.notices.delivery import backoff
 from gateway.notices.signing import signed_headers, verify
 from gateway.notices.targets import PublicResolver, TargetRefused, literal_refused, url_problem
@@ -102,7 +102,7 @@ def test_bad_settings_stop_start_up(tmp_path: Path, notices: dict[str, object],
 def test_defaults(tmp_path: Path) -> None:
     notices = load_config(write_config(tmp_path), environ={}).notices
     assert notices == NoticesConfig()
-    assert notices.expiry_warning == 30 * 86400 and not notices.allow_private_targets
+    assert notices.expiry_warning == Seconds(30 * 86400) and not notices.allow_private_targets
     overridden = load_config(write_config(tmp_path),
                              environ={"GATEWAY_NOTICES_EXPIRY_WARNING": "7d"}).notices
-    assert overridden.expiry_warning == 7 * 86400
+    assert overridden.expiry_warning == Seconds(7 * 86400)

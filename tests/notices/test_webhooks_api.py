@@ -11,7 +11,7 @@ from gateway.notices import kinds
 from tests.auth.conftest import error
 from tests.notices.conftest import Hooks
 
-ADMIN_ONLY = (
+ADMIN_ONLY: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
     ("GET", "/api/v3/webhooks", None),
     ("POST", "/api/v3/webhooks", {"url": "https://example.com/h", "events": ["certificate.added"]}),
     ("DELETE", "/api/v3/webhooks/0123456789abcdef01234567", None),

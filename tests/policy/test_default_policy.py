@@ -144,7 +144,8 @@ def test_superseded_admin_tokens_stop_at_credentials(
 ) -> None:
     path, _, query = path.partition("?")
     rule = policies.match(method, None, path, query)
-    assert rule is not None and rule.allow_superseded is superseded, rule.name
+    assert rule is not None, (method, path)
+    assert rule.allow_superseded is superseded, rule.name
 
 
 def test_encoded_spelling_reaches_the_same_rule(policies: PolicySet) -> None:

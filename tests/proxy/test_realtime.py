@@ -16,11 +16,11 @@ import aiohttp
 import paho.mqtt.client as paho
 import pytest
 from aiohttp import WSMsgType, web
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.keys import LIVE_SOCKETS
-from gateway.testing.support import REPO, free_port, write_config
-from tests.auth.conftest import Clock, Gateway
+from gateway.testing.support import REPO, Clock, free_port, write_config
+from tests.auth.conftest import Gateway
 from tests.proxy.conftest import in_process_gateway
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -134,11 +134,11 @@ class MqttClient:
     """paho-mqtt over WebSocket through the gateway; its network loop runs in a thread."""
 
     def __init__(self, gateway_url: str, username: str, password: str,
-                 protocol: int = paho.MQTTv311) -> None:
+                 protocol: MQTTProtocolVersion = paho.MQTTv311) -> None:
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.reason: Any = None
-        self.messages: list[bytes] = []
+        self.messages: list[bytes | bytearray] = []
         self.client = paho.Client(CallbackAPIVersion.VERSION2, transport="websockets",
                                   protocol=protocol)
         self.client.ws_set_options(path="/mqtt")
@@ -198,7 +198,7 @@ async def test_mqtt_with_a_valid_token_reaches_the_broker(
 @pytest.mark.parametrize("case", ["expired", "revoked", "wrong-user", "admin-token", "garbage",
                                   "user-id-not-_id", "user-id-equal-to-victims-_id"])
 async def test_mqtt_refusals_never_reach_the_broker(
-    rt: tuple[Gateway, Upstream, Clock], case: str, protocol: int
+    rt: tuple[Gateway, Upstream, Clock], case: str, protocol: MQTTProtocolVersion
 ) -> None:
     gw, seen, clock = rt
     session = await _user(gw)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 from gateway.testing.support import REPO
 
@@ -14,7 +15,16 @@ COUNT = 50
 BOUND_SECONDS = {"sqlite": 0.5, "postgres": 0.5}
 
 
-async def _run_peers(config: Path, peers: int) -> list[list[dict[str, object]]]:
+class Seen(TypedDict):
+    """One feed entry as tests/store/feed_peer.py prints it."""
+
+    seq: int
+    writer: str
+    i: int
+    delay: float
+
+
+async def _run_peers(config: Path, peers: int) -> list[list[Seen]]:
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.store.feed_peer", str(config), f"p{n}", str(COUNT),
@@ -29,7 +39,7 @@ async def _run_peers(config: Path, peers: int) -> list[list[dict[str, object]]]:
         assert proc.stdin is not None
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
-    results = []
+    results: list[list[Seen]] = []
     for proc in procs:
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0
@@ -48,6 +58,6 @@ async def test_each_process_sees_the_others_entries_in_order(
         for writer in ("p0", "p1"):
             mine = [entry["i"] for entry in seen if entry["writer"] == writer]
             assert mine == list(range(COUNT)), f"{writer}'s entries missing or reordered"
-        worst = max(worst, *(float(str(entry["delay"])) for entry in seen))
+        worst = max(worst, *(entry["delay"] for entry in seen))
     print(f"\n{backend}: worst feed delay between processes {worst * 1000:.1f} ms")
     assert worst < BOUND_SECONDS[backend]

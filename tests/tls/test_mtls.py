@@ -15,8 +15,8 @@ import yaml
 from cryptography import x509
 
 from gateway.store import Network
+from gateway.testing.support import Clock
 from gateway.tls import fingerprint_sha256
-from tests.auth.conftest import Clock
 from tests.proxy.conftest import in_process_gateway
 from tests.tls.conftest import TlsGateway, openssl_csr, self_signed, tls_config
 
