@@ -197,6 +197,9 @@ class MtlsConfig:
     client_cert_header: str | None = None
     ca_cert: FilePath = FilePath("certs/ca.pem")
     ca_key: FilePath = FilePath("certs/ca.key")
+    # RFC 8705: credentials issued over a connection with one of the network's pinned
+    # certificates carry its thumbprint and work with that certificate only.
+    bind_tokens: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
-from gateway.api.caller import caller
+from gateway.api.caller import caller, certificate_binding
 from gateway.api.network import admin_token_ttl
 from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
@@ -41,6 +41,7 @@ async def generate_admin_token(request: web.Request) -> web.Response:
     token, credential = await tokens.issue_admin(
         principal.network_id, principal.user_id, principal.role,
         admin_token_ttl(request, network),
+        certificate_binding(request, principal.network_id),
     )
     async with audited(request, "admin_token.generate", principal.user_id), \
             noticed(request, kinds.admin_token_rotated(principal, credential)):

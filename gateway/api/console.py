@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
-from gateway.api.caller import network_for_api_key
+from gateway.api.caller import certificate_binding, network_for_api_key
 from gateway.api.network import admin_token_ttl
 from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
@@ -56,6 +56,7 @@ async def login(request: web.Request) -> web.Response:
         await gate.succeed()
 
     cookie = secrets.token_urlsafe(32)
+    bound = certificate_binding(request, network.id)
     async with audited(request, "console.login", username, network_id=network.id,
                        actor=username, actor_role=admin.role):
         current = await store.current_admin_token(network.id, username)
@@ -64,13 +65,13 @@ async def login(request: web.Request) -> web.Response:
             issued_at, expires_at = current["issued_at"], current["expires_at"]
         else:  # never issued, revoked or expired: login generates one
             token, credential = await tokens.issue_admin(
-                network.id, username, admin.role, admin_token_ttl(request, network)
+                network.id, username, admin.role, admin_token_ttl(request, network), bound
             )
             await store.rotate_admin_token(credential, 0)
             issued_at, expires_at = credential.issued_at, credential.expires_at
         await store.create_console_session(
             session_hash(cookie), network.id, username, admin.role,
-            store.clock() + config.console.session_ttl,
+            store.clock() + config.console.session_ttl, bound,
         )
     response = web.json_response(_answer(token, issued_at, expires_at, admin.role))
     response.set_cookie(

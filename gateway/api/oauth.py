@@ -24,6 +24,7 @@ from gateway.api.oauth_errors import (
     revocation_refusal,
 )
 from gateway.api.routes import endpoint
+from gateway.auth.binding import cnf_claim
 from gateway.auth.claims import Claims
 from gateway.auth.decision import (
     Allowed,
@@ -51,9 +52,10 @@ SERVER_KEY_ACTOR = "server-key"  # the audit log's actor for the network's serve
 
 # The presented token judged as a request carrying it on an `any_token` rule would be:
 # expiry with the leeway, revocation, a superseded admin token's grace, bans. No mTLS or
-# roles: those are about a request, not the token.
+# roles: those are about a request, not the token. Nor the certificate a token is bound
+# to: the caller asks about the token, not as its holder, so the facts are the holder's
+# (RFC 8705 section 3.2: introspection reports the binding in `cnf` instead).
 _ANY_TOKEN = Rule(name="oauth2-token", path=INTROSPECTION_PATH, auth=Auth.ANY_TOKEN)
-_FACTS = RequestFacts(method="POST")
 # A token already dead for good: revoking it changes nothing (and is still a 200).
 _DEAD = frozenset({Reason.EXPIRED, Reason.REVOKED, Reason.SUPERSEDED})
 INACTIVE = {"active": False}
@@ -63,9 +65,10 @@ def _judged(request: web.Request, token: str) -> tuple[Claims | None, Decision]:
     tokens = request.app[TOKENS]
     state = request.app[AUTH_STATE]
     credential = token_credential(tokens, token)
-    decision = decide(_ANY_TOKEN, credential, state, state.clock(), leeway=tokens.leeway,
-                      facts=_FACTS)
     claims = credential.claims if isinstance(credential, TokenCredential) else None
+    facts = RequestFacts(method="POST", client_cert=claims.cert_sha256 if claims else None)
+    decision = decide(_ANY_TOKEN, credential, state, state.clock(), leeway=tokens.leeway,
+                      facts=facts)
     return claims, decision
 
 
@@ -81,6 +84,8 @@ def _active(claims: Claims, holder: Principal) -> dict[str, Any]:
         answer["username"] = claims.sub
     if claims.did is not None:
         answer["did"] = claims.did
+    if claims.cert_sha256 is not None:  # RFC 8705 section 3.2
+        answer["cnf"] = cnf_claim(claims.cert_sha256)
     return answer
 
 

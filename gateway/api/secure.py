@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
-from gateway.api.caller import caller
+from gateway.api.caller import caller, certificate_binding
 from gateway.api.routes import endpoint
 from gateway.auth.secrets import hash_secret
 from gateway.errors import forbidden
@@ -38,7 +38,8 @@ async def _issue_auth_token(request: web.Request, network: Network, user_id: str
     store = request.app[STORE]
     token = secrets.token_urlsafe(32)
     expires_at = store.clock() + config.tokens.auth_token_ttl
-    await store.create_auth_token(hash_secret(token), network.id, user_id, expires_at)
+    await store.create_auth_token(hash_secret(token), network.id, user_id, expires_at,
+                                  certificate_binding(request, network.id))
     return token
 
 

@@ -10,6 +10,7 @@ from gateway.api.audit import audited
 from gateway.api.body import field_error, json_object, text_field
 from gateway.api.caller import caller, network_for_api_key
 from gateway.api.routes import endpoint, path_param
+from gateway.auth.decision import Reason
 from gateway.auth.lifetimes import issued_lifetime
 from gateway.auth.principal import Principal
 from gateway.auth.secrets import hash_secret
@@ -20,7 +21,7 @@ from gateway.errors import (
     unauthorized,
     user_banned,
 )
-from gateway.keys import FEED, RUNTIME, STORE, TOKENS
+from gateway.keys import FEED, METRICS, RUNTIME, STORE, TOKENS
 from gateway.requestinfo import INFO
 from gateway.store import User
 from gateway.timefmt import iso
@@ -80,11 +81,16 @@ async def create_session(request: web.Request) -> web.Response:
     if network.use_secure_authentication:
         if not auth_token:
             raise unauthorized()
+        # An auth token fetched with a certificate (mtls.bind_tokens) is redeemed with
+        # it only; the access token it buys is not bound (end users' never are).
         result = await store.consume_auth_token(
-            hash_secret(auth_token), network.id, user_id, config.tokens.leeway
+            hash_secret(auth_token), network.id, user_id, config.tokens.leeway,
+            request[INFO].client_cert,
         )
         if result == "expired":
             raise GatewayError(401, "token expired")
+        if result == "unbound":
+            _count_refusal(request, Reason.CERTIFICATE_BINDING)
         if result != "ok":
             raise invalid_token()
     user = await store.upsert_user(network.id, user_id, display_name)
@@ -103,6 +109,13 @@ async def create_session(request: web.Request) -> web.Response:
         "expiresAt": iso(credential.expires_at),
         "users": [user_json(user)],
     })
+
+
+def _count_refusal(request: web.Request, reason: Reason) -> None:
+    """A refusal decided here rather than by the gate: logged and counted the same way."""
+    info = request[INFO]
+    info.refusal = reason.value
+    request.app[METRICS].observe_refusal(info.route, reason.value)
 
 
 async def verify_session(request: web.Request) -> web.Response:

@@ -17,3 +17,6 @@ class Claims:
     did: str | None = None
     role: str | None = None
     iss: str | None = None
+    # `cnf.x5t#S256` (RFC 8705) as a hex SHA-256, the spelling of `RequestFacts.client_cert`:
+    # the token is valid only on a request presenting that certificate.
+    cert_sha256: str | None = None

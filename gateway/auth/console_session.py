@@ -29,7 +29,8 @@ async def console_session(app: web.Application, cookie: str) -> ConsoleCredentia
         row = await app[STORE].console_session(hashed)
         if row is None:
             return BadCredential(Reason.SESSION_ENDED)
-        session = (row["network_id"], row["username"], row["role"], float(row["expires_at"]))
+        session = (row["network_id"], row["username"], row["role"], float(row["expires_at"]),
+                   row["cert_sha256"])
         state.console_sessions[hashed] = session
-    network_id, username, role, expires_at = session
-    return ConsoleCredential(hashed, network_id, username, role, expires_at)
+    network_id, username, role, expires_at, cert_sha256 = session
+    return ConsoleCredential(hashed, network_id, username, role, expires_at, cert_sha256)

@@ -41,6 +41,8 @@ class Reason(enum.StrEnum):
     WRONG_SERVER_KEY = "wrong_server_key"
     CERTIFICATE_MISSING = "certificate_missing"
     CERTIFICATE_NOT_ALLOWED = "certificate_not_allowed"
+    # a certificate-bound token or session (RFC 8705) without its certificate
+    CERTIFICATE_BINDING = "certificate_binding"
     STALE = "stale"
     CROSS_SITE = "cross_site"  # a console-cookie write from another origin
     CONTENT_TYPE = "content_type"  # a console-cookie write that is not JSON
@@ -82,6 +84,7 @@ class ConsoleCredential:
     username: str
     role: str
     expires_at: float
+    cert_sha256: str | None = None  # opened with this certificate: valid with it only
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,8 @@ def _token(rule: Rule, claims: Claims, state: AuthState, now: float, leeway: flo
         return Refused(Reason.EXPIRED, 401, "token expired")
     if state.is_revoked(claims.jti):
         return Refused(Reason.REVOKED, 401, "Invalid token")
+    if _unbound(claims.cert_sha256, facts):
+        return Refused(Reason.CERTIFICATE_BINDING, 401, "Invalid token")
     warning = None
     grace_end = state.superseded.get(claims.jti)
     if grace_end is not None:
@@ -199,6 +204,8 @@ def _console(rule: Rule, session: ConsoleCredential, state: AuthState, now: floa
              facts: RequestFacts) -> Decision:
     if session.expires_at < now or session.session_id in state.ended_console_sessions:
         return Refused(Reason.SESSION_ENDED, 401, "Unauthorized")
+    if _unbound(session.cert_sha256, facts):
+        return Refused(Reason.CERTIFICATE_BINDING, 401, "Invalid token")
     if rule.auth is Auth.ACCESS_TOKEN:
         return Refused(Reason.WRONG_KIND, 401, "Invalid token")
     refused = _cross_site(facts) or _certificate(
@@ -223,6 +230,12 @@ def _server_key(rule: Rule, credential: Credential, state: AuthState, now: float
         return refused
     return Allowed(Principal(user_id="", network_id=credential.network_id, kind="server",
                              role="server", credential="server_key"))
+
+
+def _unbound(bound: str | None, facts: RequestFacts) -> bool:
+    """A credential bound to a certificate (RFC 8705) presented without it: whoever holds
+    it stole it, whatever the rule, so this is checked before kinds, roles and pins."""
+    return bound is not None and facts.client_cert != bound
 
 
 def _certificate(rule: Rule, network_id: str, state: AuthState, now: float,

@@ -38,8 +38,10 @@ class AuthState:
     superseded: dict[str, float] = field(default_factory=dict)  # admin jti -> grace end
     banned: set[tuple[str, str]] = field(default_factory=set)  # (networkId, userId)
     ended_console_sessions: dict[str, float] = field(default_factory=dict)  # hash -> when
-    # hash -> (networkId, username, role, expires_at), filled from the store on first use
-    console_sessions: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+    # hash -> (networkId, username, role, expires_at, bound certificate or None), filled
+    # from the store on first use
+    console_sessions: dict[str, tuple[str, str, str, float, str | None]] = field(
+        default_factory=dict)
     mtls_networks: set[str] = field(default_factory=set)  # networks with mTLS on
     # networkId -> {SHA-256 fingerprint -> notAfter}: the client certificates uploaded
     pinned_certificates: dict[str, dict[str, float]] = field(default_factory=dict)

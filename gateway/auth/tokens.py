@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 
+from gateway.auth.binding import cnf_claim, parse_cnf
 from gateway.auth.claims import Claims
 from gateway.auth.ecdsa import install_low_s_signing, token_is_high_s
 from gateway.auth.keyring import KeyRing
@@ -131,8 +132,10 @@ class TokenService:
         device_id: str | None = None,
         role: str | None = None,
         now: float | None = None,
+        cert_sha256: str | None = None,
     ) -> tuple[str, IssuedCredential]:
-        """Sign a token; the caller records the returned credential in the store."""
+        """Sign a token; the caller records the returned credential in the store.
+        `cert_sha256`: the client certificate it is bound to (RFC 8705 `cnf`)."""
         if not self.ring.loaded:  # the signer was just revoked: fetch its replacement
             await self.ring.load()
         key = self.ring.signer()
@@ -147,6 +150,8 @@ class TokenService:
             claims["did"] = device_id
         if role is not None:
             claims["role"] = role
+        if cert_sha256 is not None:
+            claims["cnf"] = cnf_claim(cert_sha256)
         encode = jwt.encode
         if key.algorithm in ("RS256", "PS256"):  # RSA signing takes ~1 ms: off the loop
             token = await asyncio.to_thread(
@@ -160,16 +165,18 @@ class TokenService:
         credential = IssuedCredential(
             jti=jti, kind=kind, network_id=network_id, subject=subject,
             issued_at=float(int(issued)), expires_at=float(int(expires)), kid=key.kid,
-            device_id=device_id,
+            device_id=device_id, cert_sha256=cert_sha256,
         )
         return token, credential
 
     async def issue_admin(
-        self, network_id: str, username: str, role: str, ttl: float
+        self, network_id: str, username: str, role: str, ttl: float,
+        cert_sha256: str | None = None,
     ) -> tuple[str, IssuedCredential]:
         """An admin token, sealed into its record so that its holder can retrieve it."""
         token, credential = await self.issue(
-            kind="admin", network_id=network_id, subject=username, ttl=ttl, role=role
+            kind="admin", network_id=network_id, subject=username, ttl=ttl, role=role,
+            cert_sha256=cert_sha256,
         )
         sealed = self.sealer.seal(token.encode(), f"admin-token:{credential.jti}")
         return token, dataclasses.replace(credential, sealed_token=sealed)
@@ -269,6 +276,7 @@ def _claims(payload: dict[str, Any], kid: str, retired_at: float | None) -> Clai
             did=_text(payload["did"]) if "did" in payload else None,
             role=_text(payload["role"]) if "role" in payload else None,
             iss=_text(payload["iss"]),
+            cert_sha256=parse_cnf(payload["cnf"]) if "cnf" in payload else None,
         )
     except (TypeError, ValueError):
         raise invalid_token() from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.store.core import AlreadyExists, StoreCore, new_id
+from gateway.store.credentials import end_certificate_bindings
 from gateway.store.db import Row
 from gateway.store.events import CertificateAdded, CertificateDeleted
 from gateway.store.models import Certificate
@@ -87,6 +88,8 @@ class CertificateQueries(StoreCore):
         return int(row["n"]) if row else 0
 
     async def delete_certificate(self, network_id: str, certificate_id: str) -> Certificate | None:
+        """Delete a certificate and, in the same transaction, end every credential bound
+        to it (RFC 8705): a deleted certificate must not leave a token only it unlocks."""
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
                 f"SELECT {_COLUMNS} FROM certificates WHERE id = $1 AND network_id = $2",
@@ -99,6 +102,7 @@ class CertificateQueries(StoreCore):
             await tx.execute("DELETE FROM certificates WHERE id = $1", certificate_id)
             await self.append_event(
                 tx, CertificateDeleted(network_id, certificate.fingerprint_sha256))
+            await end_certificate_bindings(self, tx, network_id, certificate.fingerprint_sha256)
         return certificate
 
 

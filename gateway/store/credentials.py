@@ -34,9 +34,11 @@ class IssuedCredential:
     kid: str
     device_id: str | None = None
     sealed_token: str | None = None
+    cert_sha256: str | None = None  # the client certificate it is bound to (RFC 8705)
 
 
-AuthTokenResult = Literal["ok", "invalid", "expired"]
+# "unbound": bound to a client certificate (RFC 8705) the redeeming request lacks.
+AuthTokenResult = Literal["ok", "invalid", "expired", "unbound"]
 
 
 @dataclass(frozen=True)
@@ -287,23 +289,7 @@ class CredentialQueries(StoreCore):
     async def _revoke_where(
         self, tx: Queries, network_id: str, condition: str, *args: Any
     ) -> list[tuple[str, float]]:
-        now = self.clock()
-        placeholders = len(args) + 2
-        rows = await tx.fetch(
-            f"SELECT jti, expires_at FROM credentials WHERE network_id = $1 AND {condition}"
-            f" AND revoked_at IS NULL AND expires_at > ${placeholders}",
-            network_id, *args, now,
-        )
-        tokens = [(row["jti"], float(row["expires_at"])) for row in rows]
-        if not tokens:
-            return []
-        await tx.execute(
-            f"UPDATE credentials SET revoked_at = ${placeholders + 1} WHERE network_id = $1"
-            f" AND {condition} AND revoked_at IS NULL AND expires_at > ${placeholders}",
-            network_id, *args, now, now,
-        )
-        await self.append_event(tx, TokensRevoked(network_id, tuple(tokens)))
-        return tokens
+        return await revoke_where(self, tx, network_id, condition, *args)
 
     async def live_revocations(self) -> list[tuple[str, float]]:
         rows = await self.db.fetch(
@@ -316,29 +302,37 @@ class CredentialQueries(StoreCore):
     # -- auth tokens (secure mode) --------------------------------------------------
 
     async def create_auth_token(
-        self, token_hash: str, network_id: str, user_id: str, expires_at: float
+        self, token_hash: str, network_id: str, user_id: str, expires_at: float,
+        cert_sha256: str | None = None,
     ) -> None:
+        """`cert_sha256`: the client certificate it was fetched with, when bound (RFC 8705)."""
         async with self.db.transaction() as tx:
             await tx.execute(
-                "INSERT INTO credentials (jti, kind, network_id, subject, issued_at, expires_at)"
-                " VALUES ($1, 'auth', $2, $3, $4, $5)",
-                token_hash, network_id, user_id, self.clock(), expires_at,
+                "INSERT INTO credentials (jti, kind, network_id, subject, issued_at, expires_at,"
+                " cert_sha256) VALUES ($1, 'auth', $2, $3, $4, $5, $6)",
+                token_hash, network_id, user_id, self.clock(), expires_at, cert_sha256,
             )
 
     async def consume_auth_token(
-        self, token_hash: str, network_id: str, user_id: str, leeway: float
+        self, token_hash: str, network_id: str, user_id: str, leeway: float,
+        cert_sha256: str | None = None,
     ) -> AuthTokenResult:
-        """Use an auth token up: it must be this network's and user's, unused, unexpired."""
+        """Use an auth token up: it must be this network's and user's, unused, unexpired,
+        and presented with the certificate it is bound to, if any (`cert_sha256` is the
+        request's). A bound one presented without it stays unused: its holder may still
+        redeem it."""
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
-                "SELECT network_id, subject, expires_at, revoked_at FROM credentials"
-                " WHERE jti = $1 AND kind = 'auth'",
+                "SELECT network_id, subject, expires_at, revoked_at, cert_sha256"
+                " FROM credentials WHERE jti = $1 AND kind = 'auth'",
                 token_hash,
             )
             if row is None or row["network_id"] != network_id or row["subject"] != user_id:
                 return "invalid"
             if row["revoked_at"] is not None:
                 return "invalid"
+            if row["cert_sha256"] is not None and row["cert_sha256"] != cert_sha256:
+                return "unbound"
             now = self.clock()
             if float(row["expires_at"]) + leeway < now:
                 return "expired"
@@ -353,29 +347,86 @@ async def _insert_credentials(
 ) -> None:
     await tx.executemany(
         "INSERT INTO credentials (jti, kind, network_id, subject, device_id, issued_at,"
-        " expires_at, sealed_token, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        " expires_at, sealed_token, revoked_at, cert_sha256)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         [
             (c.jti, c.kind, c.network_id, c.subject, c.device_id, c.issued_at, c.expires_at,
-             c.sealed_token, revoked_at)
+             c.sealed_token, revoked_at, c.cert_sha256)
             for c in credentials
         ],
     )
 
 
+async def revoke_where(
+    core: StoreCore, tx: Queries, network_id: str, condition: str, *args: Any
+) -> list[tuple[str, float]]:
+    """Revoke the network's live tokens matching `condition` (its parameters from $2) in
+    `tx`, and put them on the feed; return their (jti, exp)."""
+    now = core.clock()
+    placeholders = len(args) + 2
+    rows = await tx.fetch(
+        f"SELECT jti, expires_at FROM credentials WHERE network_id = $1 AND {condition}"
+        f" AND revoked_at IS NULL AND expires_at > ${placeholders}",
+        network_id, *args, now,
+    )
+    tokens = [(row["jti"], float(row["expires_at"])) for row in rows]
+    if not tokens:
+        return []
+    await tx.execute(
+        f"UPDATE credentials SET revoked_at = ${placeholders + 1} WHERE network_id = $1"
+        f" AND {condition} AND revoked_at IS NULL AND expires_at > ${placeholders}",
+        network_id, *args, now, now,
+    )
+    await core.append_event(tx, TokensRevoked(network_id, tuple(tokens)))
+    return tokens
+
+
+async def end_certificate_bindings(
+    core: StoreCore, tx: Queries, network_id: str, fingerprint: str
+) -> None:
+    """End every credential of the network bound to the certificate `fingerprint`, in the
+    caller's transaction (the certificate's deletion): tokens are revoked and console
+    sessions ended through the feed, so live connections close on every instance."""
+    await revoke_where(core, tx, network_id, "cert_sha256 = $2 AND kind <> 'auth'",
+                       fingerprint)
+    now = core.clock()
+    # Auth tokens are checked in the store when redeemed, never on the feed: spending
+    # them is enough.
+    await tx.execute(
+        "UPDATE credentials SET revoked_at = $3 WHERE network_id = $1"
+        " AND cert_sha256 = $2 AND kind = 'auth' AND revoked_at IS NULL",
+        network_id, fingerprint, now,
+    )
+    rows = await tx.fetch(
+        "SELECT id FROM console_sessions WHERE network_id = $1 AND cert_sha256 = $2"
+        " AND ended_at IS NULL", network_id, fingerprint,
+    )
+    sessions = tuple(row["id"] for row in rows)
+    if sessions:
+        await tx.execute(
+            "UPDATE console_sessions SET ended_at = $3 WHERE network_id = $1"
+            " AND cert_sha256 = $2 AND ended_at IS NULL", network_id, fingerprint, now,
+        )
+        await core.append_event(tx, ConsoleEnded(network_id, sessions))
+
+
 class ConsoleQueries(StoreCore):
     async def create_console_session(
-        self, session_hash: str, network_id: str, username: str, role: str, expires_at: float
+        self, session_hash: str, network_id: str, username: str, role: str, expires_at: float,
+        cert_sha256: str | None = None,
     ) -> None:
+        """`cert_sha256`: the client certificate it is bound to (RFC 8705), if any."""
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO console_sessions (id, network_id, username, role, created_at,"
-                " expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                " expires_at, cert_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 session_hash, network_id, username, role, self.clock(), expires_at,
+                cert_sha256,
             )
 
     async def console_session(self, session_hash: str) -> dict[str, Any] | None:
         row = await self.db.fetchrow(
-            "SELECT network_id, username, role, expires_at FROM console_sessions"
+            "SELECT network_id, username, role, expires_at, cert_sha256 FROM console_sessions"
             " WHERE id = $1 AND ended_at IS NULL AND expires_at > $2",
             session_hash, self.clock(),
         )

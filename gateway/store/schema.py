@@ -203,6 +203,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # without walking every access token that expires in the same window.
         "CREATE INDEX credentials_kind_expiry ON credentials (kind, revoked_at, expires_at)",
     ),
+    # 9: certificate-bound credentials (RFC 8705, `mtls.bind_tokens`): the SHA-256 (hex)
+    # of the client certificate a token, auth token or console session was issued over,
+    # so that deleting the certificate ends exactly those. Partial indexes: almost every
+    # row is unbound.
+    (
+        "ALTER TABLE credentials ADD COLUMN cert_sha256 TEXT",
+        "ALTER TABLE console_sessions ADD COLUMN cert_sha256 TEXT",
+        "CREATE INDEX credentials_cert ON credentials (network_id, cert_sha256)"
+        " WHERE cert_sha256 IS NOT NULL",
+        "CREATE INDEX console_sessions_cert ON console_sessions (network_id, cert_sha256)"
+        " WHERE cert_sha256 IS NOT NULL",
+    ),
 )
 
 

@@ -53,14 +53,14 @@ RULES = {
 
 
 def claims(kind: str = "access", role: str | None = None, exp: float = NOW + 3600,
-           jti: str = "jti-1", sub: str = "alice") -> TokenCredential:
+           jti: str = "jti-1", sub: str = "alice", cert: str | None = None) -> TokenCredential:
     return TokenCredential(Claims(sub=sub, nid=NET, kind=kind, jti=jti, iat=NOW - 60, exp=exp,
-                                  kid="k1", role=role))
+                                  kid="k1", role=role, cert_sha256=cert))
 
 
 def console(role: str = "admin", expires_at: float = NOW + 600,
-            session: str = "s1") -> ConsoleCredential:
-    return ConsoleCredential(session, NET, "root", role, expires_at)
+            session: str = "s1", cert: str | None = None) -> ConsoleCredential:
+    return ConsoleCredential(session, NET, "root", role, expires_at, cert)
 
 
 CREDENTIALS: dict[str, Credential] = {
@@ -80,6 +80,9 @@ CREDENTIALS: dict[str, Credential] = {
     "console-moderator": console("moderator"),
     "console-expired": console(expires_at=NOW - 1),
     "console-ended": console(session="ended"),
+    # Bound to CERT (RFC 8705); the table's requests present no certificate.
+    "admin-bound": claims("admin", "admin", jti="bound", cert=CERT),
+    "console-bound": console(session="bound", cert=CERT),
     "server-key": ServerKeyCredential(NET),
     "wrong-server-key": BadCredential(Reason.WRONG_SERVER_KEY),
 }
@@ -116,6 +119,7 @@ WRONG_KIND_403 = Want(Reason.WRONG_KIND, 403, "Permission denied")
 ROLE = Want(Reason.ROLE, 403, "Permission denied")
 GRACE_REFUSED = Want(Reason.SUPERSEDED_NOT_ALLOWED, 403, "Permission denied")
 SESSION_ENDED = Want(Reason.SESSION_ENDED, 401, "Unauthorized")
+UNBOUND = Want(Reason.CERTIFICATE_BINDING, 401, "Invalid token")
 DENIED = Want(Reason.DENIED, 403, "Permission denied")
 WRONG_KEY = Want(Reason.WRONG_SERVER_KEY, 401, "Unauthorized")
 
@@ -125,6 +129,7 @@ COMMON = {
     "access-revoked": REVOKED, "admin-past-grace": PAST_GRACE,
     "console-expired": SESSION_ENDED, "console-ended": SESSION_ENDED,
     "server-key": UNAUTHORIZED, "wrong-server-key": WRONG_KEY,
+    "admin-bound": UNBOUND, "console-bound": UNBOUND,
 }
 
 EXPECTED: dict[str, dict[str, Want]] = {
@@ -233,6 +238,34 @@ def test_mtls_pins_when_the_network_has_it_on(rule: str, credential: str, cert: 
                  facts=facts)
     if want in (Reason.CERTIFICATE_MISSING, Reason.CERTIFICATE_NOT_ALLOWED):
         assert isinstance(off, Allowed)  # mTLS off for the network: no certificate needed
+
+
+OTHER_CERT = "cd" * 32  # pinned for the same network too
+
+
+@pytest.mark.parametrize(("credential", "cert", "mtls", "want"), [
+    ("admin-bound", CERT, False, None),
+    ("admin-bound", CERT, True, None),
+    ("admin-bound", None, False, Reason.CERTIFICATE_BINDING),
+    # before the pin: a stolen bound token says nothing about mTLS
+    ("admin-bound", None, True, Reason.CERTIFICATE_BINDING),
+    ("admin-bound", OTHER_CERT, True, Reason.CERTIFICATE_BINDING),
+    ("console-bound", CERT, True, None),
+    ("console-bound", OTHER_CERT, False, Reason.CERTIFICATE_BINDING),
+    ("console-bound", None, True, Reason.CERTIFICATE_BINDING),
+    ("admin", OTHER_CERT, False, None),  # unbound: any certificate, or none
+])
+def test_a_bound_credential_needs_its_certificate(credential: str, cert: str | None,
+                                                  mtls: bool, want: Reason | None) -> None:
+    s = state(mtls=mtls)
+    s.pin(NET, OTHER_CERT, NOW + 86400)
+    for rule in ("admin", "pinned", "any"):
+        got = decide(RULES[rule], CREDENTIALS[credential], s, NOW, leeway=LEEWAY,
+                     facts=RequestFacts(client_cert=cert, upgrade=True))
+        assert (got.reason if isinstance(got, Refused) else None) is want, rule
+        if want is not None:
+            assert isinstance(got, Refused) and (got.status, got.message) == (
+                401, "Invalid token")
 
 
 def test_an_expired_pinned_certificate_is_not_allowed() -> None:
