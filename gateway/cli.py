@@ -24,6 +24,7 @@ from gateway.cli_help import COMMAND_HELP
 from gateway.cli_keys import revoke_key
 from gateway.cli_tokens import NotFound, admin_token, mint_tokens, rotate_keys
 from gateway.config import Config, ConfigError, load_config, sqlite_path
+from gateway.defaults import CONFIG, write_defaults
 from gateway.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from gateway.policy import PolicyError, load_policies
 from gateway.store import AlreadyExists, SigningKeyError, StoreUnavailable, open_store
@@ -72,11 +73,14 @@ def package_version() -> str:
         return __version__
 
 
+def _default_config() -> str:
+    return os.environ.get("GATEWAY_CONFIG", "config.yaml")
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     """The options every subcommand takes after its name."""
     parser.add_argument(
-        "--config", metavar="PATH",
-        default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
+        "--config", metavar="PATH", default=_default_config(),
         help="config file (default: $GATEWAY_CONFIG, else ./config.yaml)",
     )
     parser.add_argument(
@@ -98,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create the CA, certificates, keys and schema")
     _add_config(init)
-    init.set_defaults(run=cmd_init)
+    init.add_argument(
+        "--config-dir", metavar="DIR",
+        help="first write DIR/config.yaml and DIR/policies/default.yaml where absent (never "
+             "overwritten), then use DIR/config.yaml",
+    )
+    # None: --config was not given, so --config-dir may choose the file.
+    init.set_defaults(run=cmd_init, config=None)
 
     serve = commands.add_parser("serve", help="run the gateway until SIGTERM or SIGINT")
     _add_config(serve)
@@ -197,8 +207,22 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    written: dict[str, Path] = {}
+    if args.config_dir is not None:
+        folder = Path(args.config_dir)
+        if args.config is not None and Path(args.config).resolve() != (folder / CONFIG).resolve():
+            raise UsageError("gateway init: --config-dir DIR uses DIR/config.yaml; "
+                             "give --config or --config-dir, not both")
+        written = write_defaults(folder)
+        args.config = str(folder / CONFIG)
+    elif args.config is None:
+        args.config = _default_config()
     config = _config(args)
-    result = init_files(config)
+    result: dict[str, Any] = {"config": str(config.path)}
+    result.update({name: str(path.resolve()) for name, path in written.items()})
+    files = init_files(config)
+    files["created"] = [*written, *files["created"]]
+    result.update(files)
     result.update(asyncio.run(init_store(config)))
     _print(result)
     return 0

@@ -28,7 +28,7 @@ COMMAND_HELP: dict[str, CommandHelp] = {
         "Every command takes --config PATH after its name (default: $GATEWAY_CONFIG, else\n"
         "./config.yaml). Commands that create something print one JSON object on stdout;\n"
         "errors are one line on stderr, exit status 2 for bad usage or configuration, 1\n"
-        "otherwise. Contract: docs/API.md (section 5: this command).",
+        "otherwise. Reference: docs/API.md (section 5: this command and config.yaml).",
         "  gateway serve                          # init if needed, then HTTP :8080, HTTPS :8443\n"
         "  gateway network create --name acme     # a network and its API key\n"
         "  gateway tokens mint --help             # each command explains itself",
@@ -36,9 +36,14 @@ COMMAND_HELP: dict[str, CommandHelp] = {
     "init": CommandHelp(
         "Create what is missing: the CA, the server certificate, the key-encryption key and\n"
         "the store's schema. Never overwrites anything, so it is safe to run again (serve\n"
-        "runs it on every start). Prints {ca, server_certificate, kek, created, store,\n"
-        "schema_version}; `created` lists what this run made.",
-        "  gateway init --config config.yaml",
+        "runs it on every start). With --config-dir DIR it first writes an annotated\n"
+        "DIR/config.yaml and DIR/policies/default.yaml (both shipped with the package)\n"
+        "where they are absent, then uses DIR/config.yaml. Prints {config, ca,\n"
+        "server_certificate, kek, created, store, schema_version}; `created` lists what\n"
+        "this run made (config and policy included). Configuration keys: docs/API.md,\n"
+        "section 5.",
+        "  gateway init --config config.yaml\n"
+        "  gateway init --config-dir /etc/gateway     # a new installation: config, policy, keys",
     ),
     "serve": CommandHelp(
         "Run init, then serve until SIGTERM or SIGINT (Ctrl-C); then drain in-flight\n"
