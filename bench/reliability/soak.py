@@ -524,6 +524,10 @@ class Soak:
                 seen = "revoked"
             elif answer.status == 200:
                 seen = "superseded" if "warning" in answer.headers else "valid"
+            elif (retrieve and answer.status == 403 and answer.message == "Permission denied"
+                  and "warning" in answer.headers):
+                # A superseded token may not read the token that replaced it (API.md 4a).
+                seen = "superseded"
             else:
                 seen = f"{answer.status} {answer.body}"
             self.stats.seen[f"admin {seen}" if len(seen) < 12 else "admin other"] += 1
