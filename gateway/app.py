@@ -45,6 +45,7 @@ from gateway.keys import (
     RUNTIME,
     STORE,
     TOKENS,
+    TRACING,
     UPSTREAMS,
 )
 from gateway.metrics import Metrics
@@ -56,6 +57,7 @@ from gateway.proxy.upstream_client import UpstreamPool
 from gateway.push import PushHeaders
 from gateway.runtime import Runtime, load_settings
 from gateway.store import Clock, FeedTailer, open_store
+from gateway.tracing.tracer import Tracing
 
 SERVER_HEADER = "gateway"
 # Every built-in endpoint: compiled with the policies into the one route table.
@@ -78,6 +80,8 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app[LOGIN_LIMITER] = LoginLimiter(config.limits, clock)
     app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
     app[LIVE_SOCKETS] = LiveSockets(clock)
+    app[TRACING] = Tracing(config.tracing)
+    app.cleanup_ctx.append(app[TRACING].exporting)  # first in, so the last spans out
     app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
     app.cleanup_ctx.append(login_limits(config))  # counters in the store (or Redis)

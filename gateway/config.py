@@ -220,6 +220,20 @@ class NoticesConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """W3C trace context and span export (README "Tracing"). The `traceparent` of every
+    request is handled whatever these say; spans exist only with an endpoint."""
+
+    # The collector's OTLP/HTTP base URL (`http://collector:4318`; `/v1/traces` is added
+    # unless the URL ends with it). None: no span is recorded or exported.
+    otlp_endpoint: Url | None = None
+    service_name: str = "gateway"  # the spans' `service.name`
+    # Share of the traces the gateway starts that are recorded (0 to 1); a caller's
+    # `sampled` flag decides for the traces it started.
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True)
 class Region:
     name: str
     hosts: tuple[str, ...]
@@ -260,6 +274,7 @@ class Config:
     policies: tuple[FilePath, ...]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     notices: NoticesConfig = field(default_factory=NoticesConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -276,6 +291,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "paths": PathsConfig,
     "notices": NoticesConfig,
+    "tracing": TracingConfig,
 }
 
 
@@ -432,6 +448,10 @@ def _convert(hint: Any, value: object, where: str, base: Path) -> Any:
         if value not in choices:
             raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(choices)}")
         return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: got {value!r}, expected a number")
+        return float(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: got {value!r}, expected true or false")
@@ -512,6 +532,7 @@ def _check_consistency(config: Config) -> None:
         )
     _check_limits(config)
     _check_notices(config.notices)
+    _check_tracing(config.tracing)
     allowed = {"EdDSA", "ES256", "RS256", "PS256"}
     for alg in config.tokens.algorithms:
         if alg not in allowed:
@@ -566,6 +587,14 @@ def _check_limits(config: Config) -> None:
     if url is not None and (urlsplit(url).scheme not in ("redis", "rediss")
                             or not urlsplit(url).hostname):
         raise ConfigError(f"limits.redis_url: got {url!r}, expected redis://host[:port][/db]")
+
+
+def _check_tracing(tracing: TracingConfig) -> None:
+    if not 0.0 <= tracing.sample_ratio <= 1.0:
+        raise ConfigError(
+            f"tracing.sample_ratio: got {tracing.sample_ratio:g}, expected from 0 to 1")
+    if not tracing.service_name.strip():
+        raise ConfigError("tracing.service_name: got '', expected a name")
 
 
 def _check_notices(notices: NoticesConfig) -> None:

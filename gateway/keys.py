@@ -17,6 +17,7 @@ from gateway.push import PushHeaders
 from gateway.runtime import Runtime
 from gateway.store import FeedTailer, Store
 from gateway.tls import CertificateAuthority
+from gateway.tracing.tracer import Tracing
 
 RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", Store)
@@ -32,3 +33,4 @@ PUSH_HEADERS = web.AppKey("push_headers", PushHeaders)
 CA = web.AppKey("ca", CertificateAuthority)
 LIVE_SOCKETS = web.AppKey("live_sockets", LiveSockets)
 NOTICES = web.AppKey("notices", Deliveries)
+TRACING = web.AppKey("tracing", Tracing)

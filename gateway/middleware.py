@@ -18,7 +18,7 @@ from gateway.auth.gate import authorize
 from gateway.auth.principal import Principal
 from gateway.cors import CorsPolicy, is_preflight
 from gateway.errors import GatewayError, bad_request, not_found
-from gateway.keys import ACCESS_LOG, METRICS, RUNTIME
+from gateway.keys import ACCESS_LOG, METRICS, RUNTIME, TRACING
 from gateway.policy import UnsafePath, normalize_path
 from gateway.policy.routes import NoRoute
 from gateway.proxy.headers import request_id_for
@@ -31,14 +31,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    tracing = request.app[TRACING]
     info = RequestInfo(request_id=request_id_for(request.headers.get("X-Request-Id")),
-                       settings=request.app[RUNTIME].current)
+                       settings=request.app[RUNTIME].current,
+                       trace=tracing.begin(request.headers))
     request[INFO] = info
     response = await handler(request)
     if not response.prepared:
         stamp(response, info)
     elapsed = time.perf_counter() - started
     request.app[METRICS].observe_request(info.route, request.method, response.status, elapsed)
+    if info.trace.span is not None:
+        tracing.finish(info.trace, route=info.route, method=request.method,
+                       status=response.status, region=info.region, upstream=info.upstream,
+                       principal=info.principal)
     log = request.app[ACCESS_LOG]
     if log.enabled:
         log.write(_access_line(request, info, response, elapsed))
@@ -52,7 +58,8 @@ def _access_line(
     # A Response is written after the middlewares return: its length is known already.
     sent = response.body_length if response.prepared else response.content_length or 0
     return access_line(
-        request_id=info.request_id, method=request.method, path=info.path or request.path,
+        request_id=info.request_id, trace_id=info.trace.trace_id, method=request.method,
+        path=info.path or request.path,
         status=response.status, route=info.route, region=info.region, upstream=info.upstream,
         elapsed=elapsed, bytes_in=info.bytes_in or request.content_length or 0,
         bytes_out=sent, remote=client_address(request),

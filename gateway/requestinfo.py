@@ -15,12 +15,14 @@ from aiohttp import web
 from gateway.auth.principal import Principal
 from gateway.policy import Rule
 from gateway.runtime import Settings
+from gateway.tracing.request import RequestTrace
 
 
 @dataclass(slots=True)
 class RequestInfo:
     request_id: str
     settings: Settings
+    trace: RequestTrace  # W3C trace context: the trace id logged, the traceparent sent
     route: str = "unmatched"  # the matched rule's name, for logs and metrics
     path: str = ""  # normalised path, the one matched and forwarded
     query: str = ""  # the raw query string, as the client encoded it

@@ -25,7 +25,9 @@ log = logging.getLogger("gateway.reload")
 
 # Keys a reload cannot change without new sockets or a new store connection.
 # tokens.issuer: the token service signs with the issuer it started with.
-_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store", "tokens.issuer")
+# tracing: the span exporter is set up once, at start.
+_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store", "tokens.issuer",
+                 "tracing")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

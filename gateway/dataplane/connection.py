@@ -33,6 +33,7 @@ from gateway.proxy.headers import (
 from gateway.proxy.upstream_client import UpstreamBroken, UpstreamTimeout
 from gateway.proxy.upstreams import Upstream
 from gateway.tls.client_cert import header_fingerprint
+from gateway.tracing.request import RequestTrace
 
 if TYPE_CHECKING:
     from gateway.dataplane.plane import DataPlane
@@ -194,6 +195,7 @@ class DataPlaneConnection(asyncio.Protocol):
         settings = plane.settings()
         started = time.perf_counter()
         request_id = request_id_for(head.headers.get("X-Request-Id"))
+        trace = plane.tracing().begin(head.headers)
         region = settings.config.regions.for_host(admitted.host)
         pool = settings.pools[region.name]
         chosen: list[str] = []
@@ -201,7 +203,7 @@ class DataPlaneConnection(asyncio.Protocol):
         def at(upstream: Upstream) -> None:
             chosen.append(upstream.label)
 
-        headers = self._upstream_headers(head, admitted, request_id)
+        headers = self._upstream_headers(head, admitted, request_id, trace)
         target = admitted.path + (f"?{admitted.query}" if admitted.query else "")
         status, sent = 502, 0
         keep_alive = head.keep_alive
@@ -228,7 +230,8 @@ class DataPlaneConnection(asyncio.Protocol):
             if plane.access_log().enabled:
                 principal = admitted.principal
                 plane.access_log().write(access_line(
-                    request_id=request_id, method=head.method, path=admitted.path,
+                    request_id=request_id, trace_id=trace.trace_id, method=head.method,
+                    path=admitted.path,
                     status=status, route=admitted.rule.name, region=region.name,
                     upstream=chosen[-1] if chosen else None, elapsed=elapsed,
                     bytes_in=len(body) if body else 0, bytes_out=sent,
@@ -237,11 +240,16 @@ class DataPlaneConnection(asyncio.Protocol):
                     principal=(f"{principal.kind}:{principal.network_id}:{principal.user_id}"
                                if principal else None),
                     refusal=None))
+            if trace.span is not None:
+                plane.tracing().finish(
+                    trace, route=admitted.rule.name, method=head.method, status=status,
+                    region=region.name, upstream=chosen[-1] if chosen else None,
+                    principal=admitted.principal)
         if not keep_alive:
             self._close()
 
-    def _upstream_headers(self, head: Head, admitted: Admitted,
-                          request_id: str) -> CIMultiDict[str]:
+    def _upstream_headers(self, head: Head, admitted: Admitted, request_id: str,
+                          trace: RequestTrace) -> CIMultiDict[str]:
         plane = self._plane
         settings = plane.settings()
         principal = admitted.principal
@@ -251,7 +259,7 @@ class DataPlaneConnection(asyncio.Protocol):
             trusted=settings.trusted_proxies, request_id=request_id,
             drop_authorization=principal is not None or (
                 token is not None and plane.tokens().issued_here(token)),
-            client_cert_header=settings.client_cert_header,
+            client_cert_header=settings.client_cert_header, trace=trace,
         )
         if self._request_cert is not None:
             headers["X-Gateway-Client-Cert-Sha256"] = self._request_cert

@@ -25,11 +25,13 @@ from gateway.keys import (
     PUSH_HEADERS,
     RUNTIME,
     TOKENS,
+    TRACING,
     UPSTREAMS,
 )
 from gateway.metrics import Metrics
 from gateway.proxy.upstream_client import UpstreamPool
 from gateway.runtime import Settings
+from gateway.tracing.tracer import Tracing
 
 log = logging.getLogger("gateway.dataplane")
 
@@ -77,6 +79,9 @@ class DataPlane:
 
     def access_log(self) -> AccessLog:
         return self._app[ACCESS_LOG]
+
+    def tracing(self) -> Tracing:
+        return self._app[TRACING]
 
     def push_value(self, network_id: str) -> str:
         return self._app[PUSH_HEADERS].value(network_id)

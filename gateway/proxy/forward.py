@@ -101,6 +101,7 @@ def upstream_request_headers(request: web.Request, settings: Settings) -> CIMult
         # credential they cannot verify is one less secret in their logs.
         drop_authorization=principal is not None or _gateway_issued(request),
         client_cert_header=settings.client_cert_header,
+        trace=info.trace,
     )
     if info.client_cert is not None:
         headers["X-Gateway-Client-Cert-Sha256"] = info.client_cert

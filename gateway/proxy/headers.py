@@ -18,6 +18,8 @@ from urllib.parse import unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
+from gateway.tracing.request import TRACEPARENT, TRACESTATE, RequestTrace
+
 HOP_BY_HOP: frozenset[str] = frozenset(
     {
         "connection",
@@ -118,6 +120,7 @@ def forwarded_request_headers(
     keep_upgrade: bool = False,
     drop_authorization: bool = False,
     client_cert_header: str | None = None,
+    trace: RequestTrace | None = None,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a request received with `incoming`: the one
     outbound filter, for HTTP requests and WebSocket handshakes alike.
@@ -135,6 +138,10 @@ def forwarded_request_headers(
     `Content-Length` is kept when the client sent one (and no `Transfer-Encoding`): the
     aiohttp client then sends the streamed body with that fixed length instead of
     re-chunking it. A chunked request goes out chunked again.
+
+    With `trace` (the request's W3C trace context), its `traceparent` replaces the
+    client's: the gateway's span is the upstream's parent. The client's `tracestate`
+    passes only when its `traceparent` was kept: it means nothing in another trace.
 
     With `keep_upgrade` (a WebSocket handshake), `Upgrade`, `Connection: Upgrade` and the
     `Sec-WebSocket-*` headers pass through. A caller that opens its own WebSocket to the
@@ -197,6 +204,10 @@ def forwarded_request_headers(
     if "Forwarded" in out:  # only present when it came from a trusted proxy
         _append_forwarded(out, client, scheme, host)
     out["X-Request-Id"] = request_id
+    if trace is not None:  # after the loop: no cost per header
+        out[TRACEPARENT] = trace.traceparent  # replaces every client copy
+        if not trace.keeps_tracestate and TRACESTATE in out:
+            del out[TRACESTATE]
     return out
 
 

@@ -12,8 +12,9 @@ import pytest
 from tests.hostile.catalogue import CASES, Case, Ctx
 from tests.hostile.harness import HostileGateway, RecordingUpstream, Seen, exchange
 
-# Set per request and per hop: they differ between any two gateways.
-_VARYING = {b"x-request-id", b"host", b"x-forwarded-for", b"date"}
+# Set per request and per hop: they differ between any two gateways (traceparent carries
+# each gateway's own span id; tests/tracing checks what it holds).
+_VARYING = {b"x-request-id", b"host", b"x-forwarded-for", b"date", b"traceparent"}
 
 
 @dataclass
