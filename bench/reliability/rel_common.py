@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -28,7 +27,7 @@ import yaml
 from aiohttp import web
 
 from gateway.testing import support
-from gateway.testing.process import gateway_command
+from gateway.testing.process import die_with_parent, gateway_command
 from gateway.testing.support import free_port as free_port  # re-exported for the scripts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,13 +47,6 @@ def write_config(folder: Path, overrides: dict[str, Any], name: str = "config.ya
     share the store, keys and CA."""
     server = {"https": None, "shutdown_timeout": "5s", **overrides.get("server", {})}
     return support.write_config(folder, {**overrides, "server": server}, name=name)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGKILL when the parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class Children:
@@ -87,7 +79,7 @@ async def spawn(args: Sequence[str], *, env: dict[str, str] | None = None,
                 ) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=REPO, env={**os.environ, **(env or {})}, stdin=stdin, stdout=stdout,
-        stderr=stderr, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        stderr=stderr, preexec_fn=die_with_parent if sys.platform == "linux" else None,
     )
     CHILDREN.add(proc)
     return proc

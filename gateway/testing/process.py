@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -34,6 +36,13 @@ async def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | 
     return proc.returncode, out.decode(), err.decode()
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it if the test run itself is killed
+    (Linux PR_SET_PDEATHSIG), so no gateway outlives an interrupted run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
 class GatewayProcess:
     """`gateway serve` in a child process; `stop()` sends SIGTERM and returns the exit code."""
 
@@ -57,6 +66,7 @@ class GatewayProcess:
         self.proc = await asyncio.create_subprocess_exec(
             *gateway_command("serve", "--config", str(self.config_path), *self.extra),
             cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=log,
+            preexec_fn=die_with_parent,
         )
         log.close()
         await self.wait_healthy()
