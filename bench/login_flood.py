@@ -8,15 +8,15 @@ A real `gateway serve` process on 127.0.0.1 with the default `limits:`; its own 
 peer is a trusted proxy, so each attempt's X-Forwarded-For plays a client address.
 `--attempts` (2,000) wrong-password logins from `--addresses` (50) addresses spread over
 `--prefixes` (10) /24s, for `--usernames` (400) usernames (spraying, so the per-username
-limit is not what stops them), `--concurrency` (64) at a time, from a process of its own;
-meanwhile one admin, who signed in from its own address before the flood began, logs in
-with the right password every second until the flood ends (`--cold-admin`: from a new
-address every time). Prints the admin's login times (p50, p99, max) and what the
-flood got (401: its password was checked; 429: refused before any hashing). Exit status 1
-if an admin login failed or its p99 is over `--target` (1 s). `--runs N` repeats the
-flood on a fresh gateway N times and pools the admin's logins (about one per second of
-flood each run). Bounded: a fixed number of attempts, 30 s a request, `--deadline`
-(600 s) a flood; nothing but loopback is contacted.
+limit is not what stops them), `--concurrency` (64) at a time, from a process of its own
+at nice 10; meanwhile one admin, who signed in from its own address before the flood
+began, logs in with the right password every second until the flood ends
+(`--cold-admin`: from a new address every time). Prints the admin's login times (p50,
+p99, max) and what the flood got (401: its password was checked; 429: refused before any
+hashing). Exit status 1 if an admin login failed or its p99 is over `--target` (1 s).
+`--runs N` repeats the flood on a fresh gateway N times and pools the admin's logins
+(about one per second of flood each run). Bounded: a fixed number of attempts, 30 s a
+request, `--deadline` (600 s) a flood; nothing but loopback is contacted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import secrets
 import shlex
 import statistics
@@ -83,8 +84,10 @@ async def _post(session: aiohttp.ClientSession, url: str, network: Network, user
 
 
 def _flood_process(url: str, network: Network, args: argparse.Namespace) -> Counter[int]:
-    """The flood runs in a process of its own: its client's event loop must not delay
-    (and so inflate) the admin's measured logins."""
+    """The flood runs in a process of its own, so its client's event loop does not delay
+    the admin's measured logins, and at nice 10: it stands for clients on other machines,
+    whose CPU the gateway would not share."""
+    os.nice(10)
     return asyncio.run(_flood(url, network, args))
 
 
