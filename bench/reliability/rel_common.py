@@ -262,8 +262,9 @@ def upstream_app() -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def running_upstream() -> AsyncIterator[str]:
-    runner = web.AppRunner(upstream_app(), access_log=None)
+async def running_upstream(app: web.Application | None = None) -> AsyncIterator[str]:
+    """An upstream on loopback (`upstream_app()` unless another app is given)."""
+    runner = web.AppRunner(app if app is not None else upstream_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
     await site.start()

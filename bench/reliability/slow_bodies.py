@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,12 @@ from rel_common import (
     install_stop_signals,
     run_cli,
     run_script,
+    running_upstream,
     table,
     write_config,
 )
 
-from gateway.config import parse_duration  # importable once rel_common set the path
+from gateway.config import parse_duration
 
 TIMEOUT_JSON = {"status": "error", "code": 400000, "message": "request timeout"}
 UPLOAD_POLICY = 'rules:\n  - {name: uploads, match: {path: "/pub/**"}, auth: public}\n'
@@ -115,19 +116,6 @@ def _upstream_app(uploads: Uploads) -> web.Application:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", upload)
     return app
-
-
-@contextlib.asynccontextmanager
-async def _recording_upstream(uploads: Uploads) -> AsyncIterator[str]:
-    runner = web.AppRunner(_upstream_app(uploads), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -308,7 +296,7 @@ async def run(options: Options) -> dict[str, Any]:
     uploads = Uploads()
     gateway: GatewayProcess | None = None
     try:
-        async with _recording_upstream(uploads) as upstream:
+        async with running_upstream(_upstream_app(uploads)) as upstream:
             policy = folder / "uploads.yaml"
             policy.write_text(UPLOAD_POLICY)
             config = write_config(folder, {
