@@ -22,7 +22,7 @@ from gateway.runtime import Settings
 _FAST_AUTH = frozenset({Auth.PUBLIC, Auth.ACCESS_TOKEN, Auth.ADMIN_TOKEN, Auth.ANY_TOKEN})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admitted:
     rule: Rule
     path: str  # normalised
@@ -33,23 +33,65 @@ class Admitted:
     token: str | None  # the bearer presented, if any
 
 
-def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState, *,
-          client_cert: str | None, stale: str | None) -> Admitted | None:
-    """The admitted request, or None to hand it off."""
-    raw_path, _, query = head.target.partition("?")
+class RouteCache:
+    """The rule a request line and Host lead to, remembered: normalising the path and
+    matching the route table is a pure function of (settings, method, Host, target),
+    and the same few are asked again and again. Bounded; emptied when full or when the
+    settings change (a reload)."""
+
+    MAX_ENTRIES = 10_000
+    MAX_KEY = 512  # longer request lines are matched each time, not remembered
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._entries: dict[tuple[str, str, str], tuple[Rule, str, str] | None] = {}
+
+    def rule_for(self, settings: Settings, method: str, host: str, target: str
+                 ) -> tuple[Rule, str, str] | None:
+        """(rule, normalised path, raw query) of a request the data plane may forward,
+        None for one it hands off (refused, built-in, or not its kind of rule)."""
+        if settings is not self._settings:
+            self._settings = settings
+            self._entries = {}
+        if len(target) + len(host) > self.MAX_KEY:
+            return _route(settings, method, host, target)  # memory stays bounded
+        key = (method, host, target)
+        try:
+            return self._entries[key]
+        except KeyError:
+            pass
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries = {}
+        found = self._entries[key] = _route(settings, method, host, target)
+        return found
+
+
+def _route(settings: Settings, method: str, host: str, target: str
+           ) -> tuple[Rule, str, str] | None:
+    raw_path, _, query = target.partition("?")
     if "#" in query:
         return None
     try:
         path = normalize_path(raw_path, settings.path_options)
     except UnsafePath:
         return None
-    host = head.headers["Host"]
-    route = settings.routes.match(head.method, host, path, query)
+    route = settings.routes.match(method, host, path, query)
     if not isinstance(route, Route) or route.endpoint is not None:
         return None
-    rule = route.rule
-    if rule.auth not in _FAST_AUTH:
+    if route.rule.auth not in _FAST_AUTH:
         return None
+    return route.rule, path, query
+
+
+def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState, *,
+          client_cert: str | None, stale: str | None, routes: RouteCache
+          ) -> Admitted | None:
+    """The admitted request, or None to hand it off."""
+    host = head.headers["Host"]
+    found = routes.rule_for(settings, head.method, host, head.target)
+    if found is None:
+        return None
+    rule, path, query = found
     if settings.cors.enabled and "Origin" in head.headers:
         return None  # CORS answers are the aiohttp path's
     token = bearer_token(head.headers.get("Authorization"))

@@ -14,9 +14,9 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine, Sequence
 from email.utils import formatdate
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from multidict import CIMultiDict
 
@@ -24,14 +24,20 @@ from gateway.accesslog import access_line
 from gateway.dataplane.admission import Admitted, admit
 from gateway.dataplane.request import MAX_HEAD, Head, head_end, parse_head
 from gateway.errors import GatewayError, error_body
-from gateway.proxy.forward import Relayable, send_upstream
+from gateway.proxy.deadline import Deadline
+from gateway.proxy.forward import OutboundRequest, Relayable, failed_over, send_upstream
 from gateway.proxy.headers import (
     forwarded_request_headers,
-    forwarded_response_headers,
+    forwarded_response_fields,
     request_id_for,
 )
-from gateway.proxy.upstream_client import UpstreamBroken, UpstreamTimeout
-from gateway.proxy.upstreams import Upstream
+from gateway.proxy.upstream_client import (
+    RawFields,
+    UpstreamBroken,
+    UpstreamConnection,
+    UpstreamTimeout,
+)
+from gateway.proxy.upstreams import RegionPool, Upstream
 from gateway.tls.client_cert import header_fingerprint
 from gateway.tracing.request import RequestTrace
 
@@ -42,7 +48,7 @@ log = logging.getLogger("gateway.dataplane")
 
 SMALL_BODY = 64 * 1024  # request bodies up to this are read here; larger ones handed off
 MAX_BUFFERED = 256 * 1024  # pipelined bytes held while a request is in flight
-SERVER = "gateway"
+SERVER = b"gateway"
 _PAUSED_MESSAGE = "client connection lost"
 
 
@@ -58,23 +64,49 @@ def http_date() -> str:
     return _DateCache.text
 
 
+class Exchange:
+    """One request forwarded: what the access line, the metrics and the answer need."""
+
+    __slots__ = ("admitted", "candidates", "connection", "head", "keep_alive", "outbound",
+                 "pool", "recorded", "request_id", "started", "status", "trace", "upstream")
+
+    def __init__(self, head: Head, admitted: Admitted, request_id: str, trace: RequestTrace,
+                 pool: RegionPool, outbound: OutboundRequest) -> None:
+        self.head = head
+        self.admitted = admitted
+        self.request_id = request_id
+        self.trace = trace
+        self.pool = pool
+        self.outbound = outbound
+        self.started = time.perf_counter()
+        self.keep_alive = head.keep_alive
+        self.status = 502  # until an answer is known
+        self.upstream: Upstream | None = None  # the one tried last
+        self.candidates: Sequence[Upstream] = ()
+        self.connection: UpstreamConnection | None = None  # while on callbacks
+        self.recorded = False
+
+    def at(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+
 class DataPlaneConnection(asyncio.Protocol):
     def __init__(self, plane: DataPlane) -> None:
         self._plane = plane
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._busy = False  # a request is being forwarded
+        self._exchange: Exchange | None = None
         self._reading_paused = False
         self._write_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = Deadline(asyncio.get_running_loop())
         self._task: asyncio.Task[None] | None = None
         self._gone = False
         self.peer: str | None = None
         self._client_cert: str | None = None  # from this connection's TLS handshake
         self._request_cert: str | None = None  # the current request's (handshake or header)
         self._scheme = "http"
-        self._timer_kind = ""
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -92,8 +124,8 @@ class DataPlaneConnection(asyncio.Protocol):
         if not self._plane.admit_connection(self):
             transport.abort()  # over the connection caps: refused before any work
             return
-        self._arm(self._plane.settings().config.server.header_timeout, self._timed_out,
-                  kind="head")
+        self._deadline.arm(self._plane.settings().config.server.header_timeout, self._close,
+                           kind="head")
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -110,7 +142,12 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._gone = True
-        self._disarm()
+        self._deadline.cancel()
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:  # the client left before its answer
+            if exchange.connection is not None:
+                exchange.connection.finish()  # closes it: the answer is not wanted
+            self._record(exchange, 0)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake_writer()
@@ -132,7 +169,7 @@ class DataPlaneConnection(asyncio.Protocol):
         settings = self._plane.settings()
         server = settings.config.server
         if not self._buffer:
-            self._arm(server.keepalive_timeout, self._close, kind="idle")
+            self._deadline.arm(server.keepalive_timeout, self._close, kind="idle")
             return
         end = head_end(self._buffer)
         if end < 0:
@@ -141,8 +178,8 @@ class DataPlaneConnection(asyncio.Protocol):
             if len(self._buffer) >= MAX_HEAD or \
                     self._buffer.count(b"\n") != self._buffer.count(b"\r\n"):
                 self.hand_off()
-            elif self._timer_kind != "head":  # from the head's first byte (slowloris)
-                self._arm(server.header_timeout, self._timed_out, kind="head")
+            elif self._deadline.kind != "head":  # from the head's first byte (slowloris)
+                self._deadline.arm(server.header_timeout, self._close, kind="head")
             return
         head = parse_head(bytes(self._buffer[:end]), max_url=server.max_url_bytes,
                           max_field=server.max_header_bytes)
@@ -155,16 +192,14 @@ class DataPlaneConnection(asyncio.Protocol):
             return
         total = end + head.content_length
         if len(self._buffer) < total:
-            if self._timer_kind != "body":
-                self._arm(server.body_timeout, self._body_timed_out, kind="body")
+            if self._deadline.kind != "body":
+                self._deadline.arm(server.body_timeout, self._body_timed_out, kind="body")
             return
         body = bytes(self._buffer[end:total]) if head.content_length else None
         del self._buffer[:total]
-        self._disarm()
+        self._deadline.disarm()
         self._busy = True
-        self._task = asyncio.get_running_loop().create_task(
-            self._serve(head, admitted, body), name="gateway-dataplane-request")
-        self._task.add_done_callback(self._served)
+        self._begin(self._exchange_for(head, admitted, body))
 
     def _admit(self, head: Head) -> Admitted | None:
         plane = self._plane
@@ -176,13 +211,133 @@ class DataPlaneConnection(asyncio.Protocol):
             cert = header_fingerprint(head.headers[header])
         self._request_cert = cert
         return admit(head, settings, plane.tokens(), plane.auth_state(), client_cert=cert,
-                     stale=plane.stale())
+                     stale=plane.stale(), routes=plane.routes)
 
-    def _served(self, task: asyncio.Task[None]) -> None:
-        self._busy = False
-        self._task = None
+    def _exchange_for(self, head: Head, admitted: Admitted, body: bytes | None) -> Exchange:
+        plane = self._plane
+        settings = plane.settings()
+        request_id = request_id_for(head.headers.get("X-Request-Id"))
+        trace = plane.tracing().begin(head.headers)
+        region = settings.config.regions.for_host(admitted.host)
+        headers = self._upstream_headers(head, admitted, request_id, trace)
+        target = admitted.path + (f"?{admitted.query}" if admitted.query else "")
+        return Exchange(head, admitted, request_id, trace, settings.pools[region.name],
+                        OutboundRequest(head.method, target, headers, body))
+
+    def _begin(self, exchange: Exchange) -> None:
+        """Forward a request. The common case, a kept-alive upstream connection ready,
+        runs on callbacks (see `upstream_*` below); the rest is awaited in a task."""
+        self._exchange = exchange
+        candidates = exchange.pool.candidates()
+        exchange.candidates = candidates
+        first = candidates[0]
+        try:
+            head = exchange.outbound.head_for(first)
+        except ValueError:
+            head = None  # the task answers it (400)
+        connection = self._plane.upstreams().idle(first.origin) if head else None
+        if connection is None or head is None:
+            self._spawn(self._forward(exchange, candidates))
+            return
+        exchange.at(first)
+        exchange.connection = connection
+        connection.exchange(head, exchange.outbound.body_bytes, exchange.pool.timeouts.read,
+                            self)
+
+    # -- callback-driven exchanges (ExchangeListener) ----------------------------------
+
+    def upstream_head(self, connection: UpstreamConnection) -> None:
+        length = connection.content_length
+        if _bodiless(connection.status) or (length is not None and length <= SMALL_BODY):
+            return  # held until complete, then written in one go
+        exchange = self._current(connection)
+        exchange.connection = None
+        self._observe_upstream(exchange)
+        self._spawn(self._stream(exchange, connection.detach()))
+
+    def upstream_complete(self, connection: UpstreamConnection) -> None:
+        exchange = self._current(connection)
+        exchange.connection = None
+        self._observe_upstream(exchange)
+        status = exchange.status = connection.status
+        body = connection.take_body()
+        keep_alive = exchange.keep_alive
+        self._write(_head(exchange, status, connection.reason, connection.raw_headers,
+                          len(body)) + body)
+        connection.finish()
+        self._finish(exchange, len(body), keep_alive)
+
+    def upstream_failed(self, connection: UpstreamConnection, error: BaseException) -> None:
+        exchange = self._current(connection)
+        exchange.connection = None
+        connection.finish()  # closes it: the exchange did not complete
+        candidates = exchange.candidates
+        if isinstance(error, UpstreamBroken) and error.reused:
+            # A kept-alive connection the upstream had closed: nothing was received, so
+            # the request goes again, as the awaited path retries it.
+            self._spawn(self._forward(exchange, candidates))
+            return
+        assert isinstance(error, Exception) and exchange.upstream is not None
+        try:
+            failed_over(error, exchange.outbound, pool=exchange.pool,
+                        upstream=exchange.upstream, metrics=self._plane.metrics())
+        except GatewayError as exc:
+            self._answer_error(exchange, exc)
+            return
+        self._spawn(self._forward(exchange, candidates[1:]))
+
+    def _current(self, connection: UpstreamConnection) -> Exchange:
+        exchange = self._exchange
+        assert exchange is not None and exchange.connection is connection
+        return exchange
+
+    def _observe_upstream(self, exchange: Exchange) -> None:
+        assert exchange.upstream is not None
+        self._plane.metrics().observe_upstream(
+            exchange.pool.name, exchange.upstream.label, "ok",
+            time.perf_counter() - exchange.started)
+
+    # -- awaited exchanges --------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine,
+                                                      name="gateway-dataplane-request")
+        self._task = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task is self._task:
+            self._task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("data plane request failed", exc_info=task.exception())
+            self._close()
+
+    async def _forward(self, exchange: Exchange, candidates: Sequence[Upstream]) -> None:
+        plane = self._plane
+        try:
+            response = await send_upstream(
+                exchange.outbound, pool=exchange.pool, upstreams=plane.upstreams(),
+                client=plane.client(), metrics=plane.metrics(), at=exchange.at,
+                candidates=candidates)
+        except GatewayError as exc:
+            self._answer_error(exchange, exc)
+            return
+        await self._stream(exchange, response)
+
+    async def _stream(self, exchange: Exchange, response: Relayable) -> None:
+        exchange.status = response.status
+        try:
+            sent, keep_alive = await self._relay(exchange, response)
+        finally:
+            response.release()
+        self._finish(exchange, sent, keep_alive)
+
+    def _finish(self, exchange: Exchange, sent: int, keep_alive: bool) -> None:
+        """The exchange is over: record it, then serve the next request (or close)."""
+        self._record(exchange, sent)
+        self._exchange = None
+        self._busy = False
+        if not keep_alive:
             self._close()
             return
         if self._reading_paused and self._transport is not None:
@@ -190,63 +345,34 @@ class DataPlaneConnection(asyncio.Protocol):
             self._transport.resume_reading()
         self._next()
 
-    async def _serve(self, head: Head, admitted: Admitted, body: bytes | None) -> None:
+    def _record(self, exchange: Exchange, sent: int) -> None:
+        """Metrics, access line and span, once per exchange (also for one cut short)."""
+        if exchange.recorded:
+            return
+        exchange.recorded = True
         plane = self._plane
-        settings = plane.settings()
-        started = time.perf_counter()
-        request_id = request_id_for(head.headers.get("X-Request-Id"))
-        trace = plane.tracing().begin(head.headers)
-        region = settings.config.regions.for_host(admitted.host)
-        pool = settings.pools[region.name]
-        chosen: list[str] = []
-
-        def at(upstream: Upstream) -> None:
-            chosen.append(upstream.label)
-
-        headers = self._upstream_headers(head, admitted, request_id, trace)
-        target = admitted.path + (f"?{admitted.query}" if admitted.query else "")
-        status, sent = 502, 0
-        keep_alive = head.keep_alive
-        try:
-            try:
-                response = await send_upstream(
-                    head.method, target, headers, body, pool=pool,
-                    upstreams=plane.upstreams(), client=plane.client(),
-                    metrics=plane.metrics(), at=at)
-            except GatewayError as exc:
-                status = exc.status
-                keep_alive = keep_alive and not exc.close_connection
-                sent = self._write_error(exc, request_id, admitted.warning, keep_alive)
-            else:
-                status = response.status
-                try:
-                    sent, keep_alive = await self._relay(response, request_id,
-                                                         admitted.warning, keep_alive)
-                finally:
-                    response.release()
-        finally:
-            elapsed = time.perf_counter() - started
-            plane.metrics().observe_request(admitted.rule.name, head.method, status, elapsed)
-            if plane.access_log().enabled:
-                principal = admitted.principal
-                plane.access_log().write(access_line(
-                    request_id=request_id, trace_id=trace.trace_id, method=head.method,
-                    path=admitted.path,
-                    status=status, route=admitted.rule.name, region=region.name,
-                    upstream=chosen[-1] if chosen else None, elapsed=elapsed,
-                    bytes_in=len(body) if body else 0, bytes_out=sent,
-                    remote=settings.trusted_proxies.client_of(
-                        self.peer, head.headers.getall("X-Forwarded-For", [])),
-                    principal=(f"{principal.kind}:{principal.network_id}:{principal.user_id}"
-                               if principal else None),
-                    refusal=None))
-            if trace.span is not None:
-                plane.tracing().finish(
-                    trace, route=admitted.rule.name, method=head.method, status=status,
-                    region=region.name, upstream=chosen[-1] if chosen else None,
-                    principal=admitted.principal)
-        if not keep_alive:
-            self._close()
+        head, admitted, status = exchange.head, exchange.admitted, exchange.status
+        elapsed = time.perf_counter() - exchange.started
+        route = admitted.rule.name
+        plane.metrics().observe_request(route, head.method, status, elapsed)
+        upstream = exchange.upstream.label if exchange.upstream else None
+        if plane.access_log().enabled:
+            principal = admitted.principal
+            body = exchange.outbound.body_bytes
+            plane.access_log().write(access_line(
+                request_id=exchange.request_id, trace_id=exchange.trace.trace_id,
+                method=head.method, path=admitted.path, status=status, route=route,
+                region=exchange.pool.name, upstream=upstream, elapsed=elapsed,
+                bytes_in=len(body) if body else 0, bytes_out=sent,
+                remote=plane.settings().trusted_proxies.client_of(
+                    self.peer, head.headers.getall("X-Forwarded-For", [])),
+                principal=(f"{principal.kind}:{principal.network_id}:{principal.user_id}"
+                           if principal else None),
+                refusal=None))
+        if exchange.trace.span is not None:
+            plane.tracing().finish(
+                exchange.trace, route=route, method=head.method, status=status,
+                region=exchange.pool.name, upstream=upstream, principal=admitted.principal)
 
     def _upstream_headers(self, head: Head, admitted: Admitted, request_id: str,
                           trace: RequestTrace) -> CIMultiDict[str]:
@@ -270,56 +396,33 @@ class DataPlaneConnection(asyncio.Protocol):
 
     # -- answers ------------------------------------------------------------------------
 
-    def _head_bytes(self, status: int, reason: str, headers: CIMultiDict[str],
-                    request_id: str, warning: str | None, keep_alive: bool) -> bytes:
-        server = headers.get("Server")
-        if server is None or server.startswith("Python/"):
-            headers["Server"] = SERVER  # as the aiohttp path: never advertise a framework
-        if "Date" not in headers:
-            headers["Date"] = http_date()
-        headers["X-Request-Id"] = request_id
-        if warning:
-            headers["Warning"] = warning
-        if not keep_alive:
-            headers["Connection"] = "close"
-        lines = [f"HTTP/1.1 {status} {reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-
-    def _write_error(self, exc: GatewayError, request_id: str, warning: str | None,
-                     keep_alive: bool) -> int:
+    def _answer_error(self, exchange: Exchange, exc: GatewayError) -> None:
+        exchange.status = exc.status
+        exchange.keep_alive = exchange.keep_alive and not exc.close_connection
         body = error_body(exc.status, exc.message, code=exc.code, detail=exc.detail)
-        headers: CIMultiDict[str] = CIMultiDict(exc.headers)
-        headers["Content-Type"] = "application/json"
-        headers["Content-Length"] = str(len(body))
-        reason = _REASONS.get(exc.status, "Error")
-        self._write(self._head_bytes(exc.status, reason, headers, request_id, warning,
-                                     keep_alive) + body)
-        return len(body)
+        fields = [(name.encode("latin-1"), value.encode("latin-1"))
+                  for name, value in exc.headers.items()]
+        fields.append(CONTENT_TYPE_JSON)
+        self._write(_head(exchange, exc.status, _REASONS.get(exc.status, "Error"), fields,
+                          len(body)) + body)
+        self._finish(exchange, len(body), exchange.keep_alive)
 
-    async def _relay(self, upstream: Relayable, request_id: str, warning: str | None,
-                     keep_alive: bool) -> tuple[int, bool]:
+    async def _relay(self, exchange: Exchange, upstream: Relayable) -> tuple[int, bool]:
         """Write the upstream's answer; (body bytes sent, whether to keep the connection)."""
-        headers = forwarded_response_headers(upstream.headers)
         length = upstream.content_length
-        bodiless = upstream.status in (204, 304) or 100 <= upstream.status < 200
-        if bodiless:
-            self._write(self._head_bytes(upstream.status, upstream.reason, headers,
-                                         request_id, warning, keep_alive))
+        keep_alive = exchange.keep_alive
+        if _bodiless(upstream.status):
+            self._write(_head(exchange, upstream.status, upstream.reason,
+                                            upstream.raw_headers, None))
             return 0, keep_alive
         if length is not None and length <= SMALL_BODY:
             body = await upstream.read()
-            headers["Content-Length"] = str(len(body))
-            self._write(self._head_bytes(upstream.status, upstream.reason, headers,
-                                         request_id, warning, keep_alive) + body)
+            self._write(_head(exchange, upstream.status, upstream.reason,
+                                            upstream.raw_headers, len(body)) + body)
             return len(body), keep_alive
         chunked = length is None
-        if chunked:
-            headers["Transfer-Encoding"] = "chunked"
-        else:
-            headers["Content-Length"] = str(length)
-        self._write(self._head_bytes(upstream.status, upstream.reason, headers, request_id,
-                                     warning, keep_alive))
+        self._write(_head(exchange, upstream.status, upstream.reason,
+                                        upstream.raw_headers, length))
         sent = 0
         try:
             async for chunk in upstream.iter_chunks():
@@ -365,7 +468,7 @@ class DataPlaneConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._gone:
             return
-        self._disarm()
+        self._deadline.cancel()
         self._gone = True  # this object is done with the connection
         self._plane.forget(self)
         protocol = self._plane.aiohttp_protocol()
@@ -377,30 +480,15 @@ class DataPlaneConnection(asyncio.Protocol):
         if data:
             protocol.data_received(data)
 
-    def _arm(self, seconds: float, callback: Callable[[], None], kind: str = "") -> None:
-        self._disarm()
-        self._timer_kind = kind
-        if seconds > 0:
-            self._timer = asyncio.get_running_loop().call_later(seconds, callback)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_kind = ""
-
-    def _timed_out(self) -> None:
-        """A head that did not arrive in time (slowloris), or an idle connection."""
-        self._timer = None
-        self._close()
-
     def _body_timed_out(self) -> None:
         """A small body that stopped arriving: 408 and close (API.md section 4a)."""
-        self._timer = None
         if self._busy or self._gone:
             return
         exc = GatewayError(408, "request timeout")
-        self._write_error(exc, request_id_for(None), None, keep_alive=False)
+        body = error_body(exc.status, exc.message, code=exc.code)
+        self._write(response_head(408, "Request Timeout", [CONTENT_TYPE_JSON],
+                                  request_id=request_id_for(None), warning=None,
+                                  keep_alive=False, length=len(body)) + body)
         self._close()
 
     def _pause_reading(self) -> None:
@@ -409,7 +497,7 @@ class DataPlaneConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def _close(self) -> None:
-        self._disarm()
+        self._deadline.disarm()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
@@ -425,5 +513,52 @@ class DataPlaneConnection(asyncio.Protocol):
             self._transport.abort()
 
 
+def _bodiless(status: int) -> bool:
+    return status in (204, 304) or 100 <= status < 200
+
+
+def _head(exchange: Exchange, status: int, reason: str, fields: RawFields,
+          length: int | None) -> bytes:
+    return response_head(status, reason, fields, request_id=exchange.request_id,
+                         warning=exchange.admitted.warning, keep_alive=exchange.keep_alive,
+                         length=length)
+
+
+def response_head(status: int, reason: str, fields: RawFields, *, request_id: str,
+                  warning: str | None, keep_alive: bool, length: int | None) -> bytes:
+    """The head for the client: the upstream's fields through the response filter, then
+    the gateway's own (framing, Server, Date, X-Request-Id, Warning); `length` None
+    means a chunked body."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1", "replace"))]
+    server = date = False
+    for name, value in forwarded_response_fields(fields):
+        key = name.lower()
+        if key == b"server":
+            if value.startswith(b"Python/"):
+                continue  # as the aiohttp path: never advertise a framework
+            server = True
+        elif key == b"date":
+            date = True
+        elif key == b"x-request-id" or (warning and key == b"warning"):
+            continue
+        parts += name, b": ", value, b"\r\n"
+    if not server:
+        parts.append(b"Server: " + SERVER + b"\r\n")
+    if not date:
+        parts += b"Date: ", http_date().encode(), b"\r\n"
+    parts += b"X-Request-Id: ", request_id.encode(), b"\r\n"
+    if warning:
+        parts += b"Warning: ", warning.encode("latin-1", "replace"), b"\r\n"
+    if length is not None:
+        parts.append(b"Content-Length: %d\r\n" % length)
+    elif not _bodiless(status):
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+CONTENT_TYPE_JSON = (b"Content-Type", b"application/json")
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

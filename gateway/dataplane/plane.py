@@ -15,6 +15,7 @@ from gateway.accesslog import AccessLog
 from gateway.auth.gate import stale_state
 from gateway.auth.state import AuthState
 from gateway.auth.tokens import TokenService
+from gateway.dataplane.admission import RouteCache
 from gateway.dataplane.connection import DataPlaneConnection
 from gateway.keys import (
     ACCESS_LOG,
@@ -45,10 +46,30 @@ class DataPlane:
         self.aiohttp_protocol = aiohttp_protocol
         self._connections: set[DataPlaneConnection] = set()
         self._per_address: collections.Counter[str | None] = collections.Counter()
+        self.routes = RouteCache()
+        self._bound = False
 
     def protocol(self) -> DataPlaneConnection:
         """The protocol factory for `loop.create_server`."""
+        if not self._bound:
+            self._bind()
         return DataPlaneConnection(self)
+
+    def _bind(self) -> None:
+        """Look up, once, what the started application holds for its whole life: an
+        aiohttp application lookup costs more than a proxied request can spare."""
+        app = self._app
+        self._runtime = app[RUNTIME]
+        self._tokens = app[TOKENS]
+        self._auth_state = app[AUTH_STATE]
+        self._feed = app[FEED]
+        self._upstreams = app[UPSTREAMS]
+        self._client = app[CLIENT]
+        self._metrics = app[METRICS]
+        self._access_log = app[ACCESS_LOG]
+        self._tracing = app[TRACING]
+        self._push = app[PUSH_HEADERS]
+        self._bound = True
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -56,35 +77,35 @@ class DataPlane:
     # -- what connections read from the application ---------------------------------------
 
     def settings(self) -> Settings:
-        return self._app[RUNTIME].current
+        return self._runtime.current
 
     def tokens(self) -> TokenService:
-        return self._app[TOKENS]
+        return self._tokens
 
     def auth_state(self) -> AuthState:
-        return self._app[AUTH_STATE]
+        return self._auth_state
 
     def stale(self) -> str | None:
         bound = self.settings().config.store.max_staleness
-        return stale_state(self._app[FEED].staleness(), bound)
+        return stale_state(self._feed.staleness(), bound)
 
     def upstreams(self) -> UpstreamPool:
-        return self._app[UPSTREAMS]
+        return self._upstreams
 
     def client(self) -> aiohttp.ClientSession:
-        return self._app[CLIENT]
+        return self._client
 
     def metrics(self) -> Metrics:
-        return self._app[METRICS]
+        return self._metrics
 
     def access_log(self) -> AccessLog:
-        return self._app[ACCESS_LOG]
+        return self._access_log
 
     def tracing(self) -> Tracing:
-        return self._app[TRACING]
+        return self._tracing
 
     def push_value(self, network_id: str) -> str:
-        return self._app[PUSH_HEADERS].value(network_id)
+        return self._push.value(network_id)
 
     # -- connection caps ----------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -25,14 +26,17 @@ from gateway.keys import CLIENT, METRICS, PUSH_HEADERS, TOKENS, UPSTREAMS
 from gateway.metrics import Metrics
 from gateway.proxy.headers import (
     forwarded_request_headers,
-    forwarded_response_headers,
+    forwarded_response_fields,
     without_query_parameter,
 )
 from gateway.proxy.upstream_client import (
+    RawFields,
     UpstreamBroken,
     UpstreamPool,
     UpstreamRefused,
     UpstreamTimeout,
+    decoded_headers,
+    request_head,
 )
 from gateway.proxy.upstreams import RegionPool, Upstream
 from gateway.requestinfo import INFO, stamp
@@ -140,8 +144,8 @@ async def forward(request: web.Request, settings: Settings) -> web.StreamRespons
             body = _StreamedBody(request, limit)
     info.bytes_in = length or 0
 
-    target = upstream_target(request)
-    upstream_response = await _send(request, pool, target, headers, body)
+    outbound = OutboundRequest(request.method, upstream_target(request), headers, body)
+    upstream_response = await _send(request, pool, outbound)
     try:
         if isinstance(body, _StreamedBody):
             info.bytes_in = body.sent
@@ -150,93 +154,116 @@ async def forward(request: web.Request, settings: Settings) -> web.StreamRespons
         upstream_response.release()
 
 
-async def _send(
-    request: web.Request,
-    pool: RegionPool,
-    target: str,
-    headers: CIMultiDict[str],
-    body: bytes | _StreamedBody | None,
-) -> Relayable:
+async def _send(request: web.Request, pool: RegionPool, outbound: OutboundRequest
+                ) -> Relayable:
     info = request[INFO]
 
     def at(upstream: Upstream) -> None:
         info.upstream = upstream.label
 
     return await send_upstream(
-        request.method, target, headers, body, pool=pool, upstreams=request.app[UPSTREAMS],
-        client=request.app[CLIENT], metrics=request.app[METRICS], at=at,
+        outbound, pool=pool, upstreams=request.app[UPSTREAMS], client=request.app[CLIENT],
+        metrics=request.app[METRICS], at=at,
     )
 
 
+@dataclass(slots=True)
+class OutboundRequest:
+    """What goes to an upstream, whichever is tried: method, target (normalised path
+    and raw query), the filtered headers with the caller's identity, the body."""
+
+    method: str
+    target: str
+    headers: CIMultiDict[str]
+    body: bytes | _StreamedBody | None
+
+    @property
+    def replayable(self) -> bool:
+        return not isinstance(self.body, _StreamedBody)
+
+    @property
+    def body_bytes(self) -> bytes | None:
+        """The body when it is held whole (small), else None."""
+        return self.body if isinstance(self.body, bytes) else None
+
+    def head_for(self, upstream: Upstream) -> bytes:
+        """The request head for `upstream` (its Host, its path prefix)."""
+        return request_head(self.method, upstream.path_prefix + self.target, upstream.host,
+                            self.headers.items(), self.body_bytes)
+
+
 async def send_upstream(
-    method: str,
-    target: str,
-    headers: CIMultiDict[str],
-    body: bytes | _StreamedBody | None,
+    request: OutboundRequest,
     *,
     pool: RegionPool,
     upstreams: UpstreamPool,
     client: aiohttp.ClientSession,
     metrics: Metrics,
     at: Callable[[Upstream], None],
+    candidates: Sequence[Upstream] | None = None,
 ) -> Relayable:
     """Send to the region's upstreams in turn (the failover and retry rules above);
-    `at` hears which upstream is being tried. Raises the contract's 502/504/400/413."""
-    replayable = not isinstance(body, _StreamedBody)
-    for upstream in pool.candidates():
+    `at` hears which upstream is being tried, `candidates` replaces the region's own
+    order. Raises the contract's 502/504/400/413."""
+    for upstream in pool.candidates() if candidates is None else candidates:
         at(upstream)
-        url = URL(upstream.label + target, encoded=True)
         started = time.perf_counter()
         try:
-            if isinstance(body, _StreamedBody) or method == "HEAD":
-                response: Relayable = await _send_with_aiohttp(
-                    client, method, pool, url, headers, body)
+            if isinstance(request.body, _StreamedBody) or request.method == "HEAD":
+                response: Relayable = await _send_with_aiohttp(client, pool, upstream, request)
             else:
-                response = await upstreams.request(
-                    url, method, headers, body,
+                response = await upstreams.send(
+                    upstream.origin, request.head_for(upstream), request.body,
                     connect_timeout=pool.timeouts.connect, read_timeout=pool.timeouts.read,
                 )
-        except (UpstreamRefused, aiohttp.ClientConnectorError,
-                aiohttp.ConnectionTimeoutError) as exc:
-            # Nothing was sent: always safe to try the next upstream.
-            _count(metrics, pool, upstream, "refused")
-            pool.mark_down(upstream)
-            log.warning("upstream %s refused: %s", upstream.label, exc)
+        except Exception as exc:
+            failed_over(exc, request, pool=pool, upstream=upstream, metrics=metrics)
             continue
-        except (UpstreamTimeout, TimeoutError, aiohttp.ServerTimeoutError):
-            _count(metrics, pool, upstream, "timeout")
-            raise upstream_timeout() from None
-        except (UpstreamBroken, aiohttp.ClientError, _BodyTooLarge, OSError) as exc:
-            if isinstance(body, _StreamedBody) and body.exceeded:
-                raise too_large() from None
-            if isinstance(exc.__cause__, GatewayError):  # the client's body timed out (408)
-                raise exc.__cause__ from None
-            _count(metrics, pool, upstream, "reset")
-            if replayable and method in IDEMPOTENT:
-                log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
-                continue
-            raise upstream_unavailable() from None
-        except ValueError as exc:  # a header value that cannot be sent (line break, NUL)
-            raise GatewayError(400, f"header: {exc}") from None
         metrics.observe_upstream(pool.name, upstream.label, "ok", time.perf_counter() - started)
         return response
     raise upstream_unavailable()
 
 
+def failed_over(exc: Exception, request: OutboundRequest, *, pool: RegionPool,
+                upstream: Upstream, metrics: Metrics) -> None:
+    """After `upstream` failed with `exc`: return if the next upstream may be tried,
+    else raise the answer (502, 504, 413, 408 or 400). Also counts the failure."""
+    if isinstance(exc, UpstreamRefused | aiohttp.ClientConnectorError
+                  | aiohttp.ConnectionTimeoutError):
+        # Nothing was sent: always safe to try the next upstream.
+        _count(metrics, pool, upstream, "refused")
+        pool.mark_down(upstream)
+        log.warning("upstream %s refused: %s", upstream.label, exc)
+        return
+    if isinstance(exc, UpstreamTimeout | TimeoutError | aiohttp.ServerTimeoutError):
+        _count(metrics, pool, upstream, "timeout")
+        raise upstream_timeout() from None
+    if isinstance(exc, UpstreamBroken | aiohttp.ClientError | _BodyTooLarge | OSError):
+        body = request.body
+        if isinstance(body, _StreamedBody) and body.exceeded:
+            raise too_large() from None
+        if isinstance(exc.__cause__, GatewayError):  # the client's body timed out (408)
+            raise exc.__cause__ from None
+        _count(metrics, pool, upstream, "reset")
+        if request.replayable and request.method in IDEMPOTENT:
+            log.warning("upstream %s failed, trying the next: %s", upstream.label, exc)
+            return
+        raise upstream_unavailable() from None
+    if isinstance(exc, ValueError):  # a header value that cannot be sent (line break, NUL)
+        raise GatewayError(400, f"header: {exc}") from None
+    raise exc
+
+
 async def _send_with_aiohttp(
-    client: aiohttp.ClientSession,
-    method: str,
-    pool: RegionPool,
-    url: URL,
-    headers: CIMultiDict[str],
-    body: bytes | _StreamedBody | None,
+    client: aiohttp.ClientSession, pool: RegionPool, upstream: Upstream,
+    request: OutboundRequest,
 ) -> Relayable:
     """Streamed uploads (and HEAD) go through aiohttp's client."""
     response = await client.request(
-        method,
-        url,
-        headers=headers,
-        data=body,
+        request.method,
+        URL(upstream.label + request.target, encoded=True),
+        headers=request.headers,
+        data=request.body,
         allow_redirects=False,
         timeout=pool.client_timeout,
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
@@ -247,7 +274,7 @@ async def _send_with_aiohttp(
 class Relayable(Protocol):
     status: int
     reason: str
-    headers: CIMultiDict[str]
+    raw_headers: RawFields
     content_length: int | None
 
     async def read(self) -> bytes: ...
@@ -262,7 +289,7 @@ class _AiohttpResponse:
         self._response = response
         self.status = response.status
         self.reason = response.reason or ""
-        self.headers = CIMultiDict(response.headers)
+        self.raw_headers = list(response.raw_headers)
         self.content_length = response.content_length
 
     async def read(self) -> bytes:
@@ -282,7 +309,7 @@ _RELAY_ERRORS = (TimeoutError, aiohttp.ClientError, UpstreamBroken, UpstreamTime
 
 
 async def _relay(request: web.Request, upstream: Relayable) -> web.StreamResponse:
-    headers = forwarded_response_headers(upstream.headers)
+    headers = decoded_headers(forwarded_response_fields(upstream.raw_headers))
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
         try:

@@ -8,6 +8,7 @@ Rules (RFC 9110 7.6.1 and API.md section 4):
 
 from __future__ import annotations
 
+import enum
 import functools
 import ipaddress
 import itertools
@@ -47,8 +48,9 @@ _FORWARDING = frozenset({"forwarded", "x-real-ip"})
 # Content-Length is put back once, below, only if it is sound.
 _REQUEST_DROP = frozenset({"host", "expect", "content-length"})
 
-# Each side of the proxy frames its own body: aiohttp recomputes these when streaming.
+# Each side of the proxy frames its own body.
 _RESPONSE_DROP = frozenset({"content-length", "transfer-encoding"})
+_RESPONSE_STOP = frozenset(name.encode() for name in HOP_BY_HOP | _RESPONSE_DROP)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -150,50 +152,44 @@ def forwarded_request_headers(
     """
     named_by_connection = {t.replace("_", "-") for t in _connection_tokens(incoming)}
     from_trusted = trusted.trusts(peer)
-    chunked = any(name.lower() == "transfer-encoding" for name in incoming)
     cert_header = client_cert_header.lower().replace("_", "-") if client_cert_header else None
     out: CIMultiDict[str] = CIMultiDict()
     received_for: list[str] = []
     upgrade = False
     for name, value in incoming.items():
-        key = name.lower()
-        canonical = key.replace("_", "-")
-        if keep_upgrade and (key == "upgrade" or key.startswith("sec-websocket-")):
-            upgrade = upgrade or key == "upgrade"
-            out.add(name, value)
-            continue
-        if (canonical in HOP_BY_HOP or canonical in named_by_connection
-                or canonical in _REQUEST_DROP or canonical in _CREDENTIALS
-                or canonical in METHOD_OVERRIDES or canonical == cert_header):
-            continue
-        if canonical.startswith(GATEWAY_PREFIX) or canonical == "x-request-id":  # set below
-            continue
-        if canonical == "authorization" and (drop_authorization or canonical != key):
-            continue
-        if canonical == "cookie":
-            if canonical != key:
+        if keep_upgrade:
+            key = name.lower()
+            if key == "upgrade" or key.startswith("sec-websocket-"):
+                upgrade = upgrade or key == "upgrade"
+                out.add(name, value)
                 continue
+        kind, canonical = _request_header_kind(name)
+        if kind is _Kind.DROP or canonical in named_by_connection or canonical == cert_header:
+            continue
+        if kind is _Kind.AUTHORIZATION and drop_authorization:
+            continue
+        if kind is _Kind.COOKIE:
             value = without_console_cookie(value)
             if not value:
                 continue
-        if canonical.startswith(_FORWARDED_PREFIX) or canonical in _FORWARDING:
-            if not from_trusted or canonical != key:
+        elif kind is _Kind.FORWARDING or kind is _Kind.FORWARDED_FOR:
+            if not from_trusted:
                 continue
-            if key == "x-forwarded-for":
+            if kind is _Kind.FORWARDED_FOR:
                 received_for.append(value)
                 continue
         out.add(name, value)
 
     length = _content_length(incoming)
-    if length is not None and not chunked:
+    if length is not None and not _chunked(incoming):
         out["Content-Length"] = length
     if upgrade:
         out["Connection"] = "Upgrade"
 
-    client = _ip(peer)
+    client = _peer_text(peer)
     chain = [hop.strip() for value in received_for for hop in value.split(",") if hop.strip()]
     if client is not None:
-        chain.append(str(client))
+        chain.append(client)
     if chain:
         out["X-Forwarded-For"] = ", ".join(chain)
     # From a trusted proxy its values stand; we only fill in what it left out.
@@ -202,7 +198,7 @@ def forwarded_request_headers(
     if host is not None and "X-Forwarded-Host" not in out:
         out["X-Forwarded-Host"] = host
     if "Forwarded" in out:  # only present when it came from a trusted proxy
-        _append_forwarded(out, client, scheme, host)
+        _append_forwarded(out, _ip(peer), scheme, host)
     out["X-Request-Id"] = request_id
     if trace is not None:  # after the loop: no cost per header
         out[TRACEPARENT] = trace.traceparent  # replaces every client copy
@@ -211,23 +207,81 @@ def forwarded_request_headers(
     return out
 
 
-def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:
-    """The upstream response's headers to send back to the client.
+class _Kind(enum.Enum):
+    """What the outbound filter does with a request header, by its name alone."""
+
+    DROP = enum.auto()
+    KEEP = enum.auto()
+    AUTHORIZATION = enum.auto()  # kept unless the gateway consumed the token
+    COOKIE = enum.auto()  # kept without the console cookie
+    FORWARDING = enum.auto()  # kept from trusted proxies only
+    FORWARDED_FOR = enum.auto()  # from trusted proxies only, extended with our hop
+
+
+@functools.lru_cache(maxsize=2048)  # names repeat; each is worked out once
+def _request_header_kind(name: str) -> tuple[_Kind, str]:
+    """The header's kind and its canonical name (lower case, `_` read as `-`). A `_`
+    spelling of a header the gateway reads or rewrites is dropped: an upstream that
+    reads it as the `-` one would see what the gateway did not check."""
+    key = name.lower()
+    canonical = key.replace("_", "-")
+    if (canonical in HOP_BY_HOP or canonical in _REQUEST_DROP or canonical in _CREDENTIALS
+            or canonical in METHOD_OVERRIDES or canonical.startswith(GATEWAY_PREFIX)
+            or canonical == "x-request-id"):  # X-Request-Id is set below
+        return _Kind.DROP, canonical
+    special = canonical in ("authorization", "cookie") or (
+        canonical.startswith(_FORWARDED_PREFIX) or canonical in _FORWARDING)
+    if not special:
+        return _Kind.KEEP, canonical
+    if canonical != key:
+        return _Kind.DROP, canonical
+    if key == "authorization":
+        return _Kind.AUTHORIZATION, canonical
+    if key == "cookie":
+        return _Kind.COOKIE, canonical
+    if key == "x-forwarded-for":
+        return _Kind.FORWARDED_FOR, canonical
+    return _Kind.FORWARDING, canonical
+
+
+def _chunked(headers: MultiMapping[str]) -> bool:
+    if isinstance(headers, CIMultiDict | CIMultiDictProxy):
+        return "Transfer-Encoding" in headers
+    return any(name.lower() == "transfer-encoding" for name in headers)
+
+
+def forwarded_response_fields(
+    upstream: Iterable[tuple[bytes, bytes]],
+) -> list[tuple[bytes, bytes]]:
+    """The upstream response's header fields (raw, as parsed) to send back to the client.
 
     Hop-by-hop and `Connection`-named headers are dropped, and so are `Content-Length`
-    and `Transfer-Encoding`: the body is streamed through, and aiohttp's
-    `StreamResponse` frames it itself (chunked, or a length the caller sets from the
-    upstream's when it wants to). `Content-Encoding` is kept, so the caller must read the
-    upstream body undecoded (`auto_decompress=False`).
+    and `Transfer-Encoding`: each side of the proxy frames its own body (the caller sets
+    them for the body it sends). `Content-Encoding` is kept, so the caller must relay the
+    upstream body undecoded.
     """
-    named_by_connection = _connection_tokens(upstream)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        key = name.lower()
-        if key in HOP_BY_HOP or key in named_by_connection or key in _RESPONSE_DROP:
-            continue
-        out.add(name, value)
-    return out
+    fields = list(upstream)
+    named = {
+        token.strip().lower()
+        for name, value in fields if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    return [(name, value) for name, value in fields
+            if (key := name.lower()) not in _RESPONSE_STOP and key not in named]
+
+
+def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:
+    """`forwarded_response_fields` for headers already decoded."""
+    raw = [(_encode(n), _encode(v)) for n, v in upstream.items()]
+    return CIMultiDict((_decode(n), _decode(v)) for n, v in forwarded_response_fields(raw))
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def without_console_cookie(cookie: str) -> str:
@@ -308,7 +362,10 @@ def _connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
 
 def _content_length(headers: MultiMapping[str]) -> str | None:
     # Several differing values are a framing error; never pick one of them.
-    values = {v.strip() for k, v in headers.items() if k.lower() == "content-length"}
+    if isinstance(headers, CIMultiDict | CIMultiDictProxy):
+        values = {v.strip() for v in headers.getall("Content-Length", ())}
+    else:
+        values = {v.strip() for k, v in headers.items() if k.lower() == "content-length"}
     if len(values) != 1:
         return None
     (value,) = values
@@ -323,6 +380,13 @@ def _parse_ip(peer: str | None) -> IPAddress | None:
         return ipaddress.ip_address(peer.strip("[]"))
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_text(peer: str | None) -> str | None:
+    """`_ip(peer)` as text, the hop added to `X-Forwarded-For`."""
+    address = _ip(peer)
+    return None if address is None else str(address)
 
 
 def _ip(peer: str | None) -> IPAddress | None:

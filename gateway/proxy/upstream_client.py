@@ -6,6 +6,12 @@ objects). This client does only what forwarding needs: one pooled connection per
 request, the request head and body written in one call, the response parsed by
 httptools (the C parser uvicorn uses) and its body handed over as chunks with
 back-pressure. WebSockets still go through aiohttp.
+
+A connection serves an exchange in one of two ways. Awaited (`send`, then
+`UpstreamResponse`): the aiohttp path and every streamed answer. Or driven by callbacks
+(`exchange` with an `ExchangeListener`): the data plane's common case, a pooled
+connection and an answer small enough to hold, with no task or future per request.
+A listener may stop listening at the head (`detach`) and carry on awaiting the body.
 """
 
 from __future__ import annotations
@@ -14,18 +20,25 @@ import asyncio
 import collections
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.proxy.deadline import Deadline
+
 _UNSAFE = re.compile(r"[\r\n\x00]")
 READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much is unread
 MAX_IDLE_PER_ORIGIN = 256
 MAX_HEAD_BYTES = 64 * 1024
+# Set by the head builder, never copied from the caller's headers.
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
+
+Origin = tuple[str, str, int]  # scheme, host, port
+RawFields = list[tuple[bytes, bytes]]
 
 
 class UpstreamRefused(Exception):
@@ -44,13 +57,26 @@ class UpstreamBroken(Exception):
         self.reused = reused  # a kept-alive connection the upstream had already closed
 
 
+class ExchangeListener(Protocol):
+    """Told, on the event loop, how a callback-driven exchange goes. Exactly one of
+    `upstream_complete` and `upstream_failed` ends it, unless the listener detaches."""
+
+    def upstream_head(self, connection: UpstreamConnection) -> None: ...
+    def upstream_complete(self, connection: UpstreamConnection) -> None: ...
+    def upstream_failed(self, connection: UpstreamConnection, error: BaseException) -> None: ...
+
+
 @dataclass(eq=False)
 class UpstreamResponse:
     status: int
     reason: str
-    headers: CIMultiDict[str]
+    raw_headers: RawFields
     content_length: int | None
-    _connection: _Connection = field(repr=False)
+    _connection: UpstreamConnection = field(repr=False)
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        return decoded_headers(self.raw_headers)
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
@@ -62,21 +88,32 @@ class UpstreamResponse:
         self._connection.finish()
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, pool: UpstreamPool, origin: tuple[str, str, int]) -> None:
+def decoded_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    return CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: UpstreamPool, origin: Origin) -> None:
         self._pool = pool
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self._deadline: Deadline | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._reset_message()
 
     def _reset_message(self) -> None:
-        self._headers: CIMultiDict[str] = CIMultiDict()
-        self._header_name = b""
+        self.raw_headers: RawFields = []
+        self.status = 0
+        self.reason = ""
+        self.content_length: int | None = None
+        self._chunked = False
         self._head_bytes = 0
         self._head: asyncio.Future[None] | None = None
+        self._head_seen = False
+        self._told = False  # the listener heard of the head
+        self._listener: ExchangeListener | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._complete = False
@@ -85,7 +122,6 @@ class _Connection(asyncio.Protocol):
         self._wakeup: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._read_timeout = 0.0
-        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -94,18 +130,34 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self._arm_timer()
+        if self._deadline is not None:
+            self._deadline.push(self._read_timeout)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamBroken(f"malformed answer from the upstream: {exc}"))
             self._close()
+            return
+        # Listeners hear of the head and the end only once the parser is done with the
+        # bytes: a listener may hand this connection back to the pool (a new parser).
+        listener = self._listener
+        if listener is not None and self._head_seen and self._error is None:
+            if self._complete:
+                self._listener = None
+                listener.upstream_complete(self)
+            elif not self._told:
+                self._told = True
+                listener.upstream_head(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if exc is None and self._until_eof():
             self.on_message_complete()  # a body without length ends with the connection
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.upstream_complete(self)
         if not self._complete:
             self._fail(UpstreamBroken(f"upstream closed the connection: {exc or 'EOF'}",
                                       reused=self.reused and self._head_bytes == 0))
@@ -114,9 +166,8 @@ class _Connection(asyncio.Protocol):
         """Request bodies are small on this path; nothing to throttle."""
 
     def _until_eof(self) -> bool:
-        headers_seen = self._head is not None and self._head.done() and self._error is None
-        return headers_seen and "Content-Length" not in self._headers and (
-            "chunked" not in self._headers.get("Transfer-Encoding", "").lower())
+        return self._head_seen and self._error is None and self.content_length is None \
+            and not self._chunked
 
     # -- httptools callbacks ----------------------------------------------------------
 
@@ -124,13 +175,23 @@ class _Connection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("response head too large")
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        self.raw_headers.append((name, value))
+        lower = name.lower()
+        if lower == b"content-length":
+            if self.content_length is None and value.strip().isdigit():
+                self.content_length = int(value)
+        elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+            self._chunked = True
 
     def on_status(self, status: bytes) -> None:
-        self._reason = status.decode("latin-1", "replace")
+        self.reason = status.decode("latin-1", "replace")
         self._head_bytes += len(status)
 
     def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self._head_seen = True
+        if self._chunked:
+            self.content_length = None  # Transfer-Encoding wins (RFC 9112 6.3)
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
@@ -145,30 +206,53 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._keep_alive = self._parser.should_keep_alive()  # only meaningful right here
         self._complete = True
-        self._cancel_timer()
+        if self._deadline is not None:
+            self._deadline.disarm()
         self._wake()
 
     # -- request / response -----------------------------------------------------------
 
-    async def send(self, head: bytes, body: bytes | None, read_timeout: float) -> UpstreamResponse:
+    def exchange(self, head: bytes, body: bytes | None, read_timeout: float,
+                 listener: ExchangeListener) -> None:
+        """Send a request; `listener` hears of the answer (see ExchangeListener)."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self._head = loop.create_future()
-        self._reason = ""
-        self._read_timeout = read_timeout
-        self.transport.write(head + body if body else head)
-        self._arm_timer()
+        self._listener = listener
+        self._write(head, body, read_timeout)
+
+    def detach(self) -> UpstreamResponse:
+        """Stop calling the listener (after its `upstream_head`): the rest of the answer
+        is awaited through the response returned."""
+        self._listener = None
+        return self._response()
+
+    async def send(self, head: bytes, body: bytes | None, read_timeout: float
+                   ) -> UpstreamResponse:
+        assert self.transport is not None
+        self._head = asyncio.get_running_loop().create_future()
+        self._write(head, body, read_timeout)
         await self._head
         if self._error is not None:
             raise self._error
-        length = self._headers.get("Content-Length")
-        return UpstreamResponse(
-            status=self._parser.get_status_code(),
-            reason=self._reason,
-            headers=self._headers,
-            content_length=int(length) if length is not None and length.isdigit() else None,
-            _connection=self,
-        )
+        return self._response()
+
+    def _write(self, head: bytes, body: bytes | None, read_timeout: float) -> None:
+        assert self.transport is not None
+        self._read_timeout = read_timeout
+        self.transport.write(head + body if body else head)
+        if read_timeout > 0:
+            if self._deadline is None:
+                self._deadline = Deadline(asyncio.get_running_loop())
+            self._deadline.arm(read_timeout, self._timed_out)
+
+    def _response(self) -> UpstreamResponse:
+        return UpstreamResponse(self.status, self.reason, self.raw_headers,
+                                self.content_length, self)
+
+    def take_body(self) -> bytes:
+        """The whole body of a completed answer."""
+        chunks, self._chunks = self._chunks, collections.deque()
+        self._buffered = 0
+        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -190,13 +274,15 @@ class _Connection(asyncio.Protocol):
 
     def finish(self) -> None:
         """Back to the pool if the exchange completed cleanly, else closed."""
-        self._cancel_timer()
+        if self._deadline is not None:
+            self._deadline.disarm()
         if self._complete and not self.closed and self._keep_alive:
             self._parser = httptools.HttpResponseParser(self)
             self._reset_message()
             self.reused = True
             self._pool.put_back(self)
         else:
+            self._listener = None
             self._close()
 
     def _close(self) -> None:
@@ -210,22 +296,13 @@ class _Connection(asyncio.Protocol):
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
         self._wake()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.upstream_failed(self, self._error)
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
-
-    def _arm_timer(self) -> None:
-        if self._read_timeout <= 0 or self._complete:
-            return
-        self._cancel_timer()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._read_timeout, self._timed_out)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _timed_out(self) -> None:
         self._fail(UpstreamTimeout("upstream did not answer in time"))
@@ -236,8 +313,17 @@ class UpstreamPool:
     """Idle keep-alive connections per origin (scheme, host, port)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[tuple[str, str, int], collections.deque[_Connection]] = {}
+        self._idle: dict[Origin, collections.deque[UpstreamConnection]] = {}
         self._ssl = ssl_context or ssl.create_default_context()
+
+    def idle(self, origin: Origin) -> UpstreamConnection | None:
+        """A kept-alive connection to `origin` ready for a request, if there is one."""
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
 
     async def request(
         self,
@@ -249,38 +335,35 @@ class UpstreamPool:
         connect_timeout: float,
         read_timeout: float,
     ) -> UpstreamResponse:
+        """Send one request to `url` (see `send`)."""
+        head = request_head(method, url.raw_path_qs, host_header(url), headers.items(), body)
+        return await self.send(origin_of(url), head, body, connect_timeout=connect_timeout,
+                               read_timeout=read_timeout)
+
+    async def send(self, origin: Origin, head: bytes, body: bytes | None, *,
+                   connect_timeout: float, read_timeout: float) -> UpstreamResponse:
         """Send one request; a stale kept-alive connection is retried once, fresh."""
-        head = _request_head(method, url, headers, body)
-        connection = await self._connection(url, connect_timeout)
+        connection = self.idle(origin) or await self._connect(origin, connect_timeout)
         try:
             return await connection.send(head, body, read_timeout)
         except UpstreamBroken as exc:
             connection._close()
             if not exc.reused:
                 raise
-        connection = await self._connect(_origin(url), connect_timeout)
+        connection = await self._connect(origin, connect_timeout)
         try:
             return await connection.send(head, body, read_timeout)
         except BaseException:
             connection._close()
             raise
 
-    async def _connection(self, url: URL, connect_timeout: float) -> _Connection:
-        origin = _origin(url)
-        idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()
-            if not connection.closed:
-                return connection
-        return await self._connect(origin, connect_timeout)
-
-    async def _connect(self, origin: tuple[str, str, int], limit: float) -> _Connection:
+    async def _connect(self, origin: Origin, limit: float) -> UpstreamConnection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         try:
             transport, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(self, origin), host, port,
+                    lambda: UpstreamConnection(self, origin), host, port,
                     ssl=self._ssl if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 ),
@@ -295,7 +378,7 @@ class UpstreamPool:
             connection.transport = transport
         return connection
 
-    def put_back(self, connection: _Connection) -> None:
+    def put_back(self, connection: UpstreamConnection) -> None:
         idle = self._idle.setdefault(connection.origin, collections.deque())
         if len(idle) >= MAX_IDLE_PER_ORIGIN:
             connection._close()
@@ -309,26 +392,42 @@ class UpstreamPool:
         self._idle.clear()
 
 
-def _origin(url: URL) -> tuple[str, str, int]:
+def origin_of(url: URL) -> Origin:
     assert url.host is not None and url.port is not None
     return url.scheme, url.host, url.port
 
 
-def _request_head(
-    method: str, url: URL, headers: CIMultiDict[str], body: bytes | None
-) -> bytes:
+def host_header(url: URL) -> str:
+    """The `Host` an upstream at `url` is sent."""
     host = url.host or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     if url.explicit_port is not None:
         host = f"{host}:{url.explicit_port}"
-    lines = [f"{method} {url.raw_path_qs} HTTP/1.1", f"Host: {host}"]
-    for name, value in headers.items():
-        if name.lower() in ("host", "content-length", "transfer-encoding"):
+    return host
+
+
+def request_head(method: str, target: str, host: str, headers: Iterable[tuple[str, str]],
+                 body: bytes | None) -> bytes:
+    """The request head sent upstream: `Host` and the framing are the gateway's own."""
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
+    for name, value in headers:
+        if name.lower() in _FRAMING:
             continue
+        lines.append(f"{name}: {value}\r\n")
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append("\r\n")
+    text = "".join(lines)
+    # One scan of the whole head: line breaks only where the lines above put them.
+    breaks = len(lines) + 1  # the request line and Host share the first entry
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\x00" in text:
+        _refuse_unsafe(headers)
+    return text.encode("utf-8")
+
+
+def _refuse_unsafe(headers: Iterable[tuple[str, str]]) -> None:
+    for name, value in headers:
         if _UNSAFE.search(value) or _UNSAFE.search(name):
             raise ValueError(f"header {name!r} carries a line break or NUL")  # no smuggling
-        lines.append(f"{name}: {value}")
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    raise ValueError("the request line carries a line break or NUL")

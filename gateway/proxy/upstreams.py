@@ -12,6 +12,7 @@ import aiohttp
 from yarl import URL
 
 from gateway.config import ProxyConfig, Region, RegionsConfig
+from gateway.proxy.upstream_client import Origin, host_header, origin_of
 
 
 @dataclass
@@ -19,6 +20,19 @@ class Upstream:
     url: URL
     label: str
     down_until: float = 0.0
+    # Worked out once, not per request: where to connect, the `Host` sent, and the
+    # path the configured URL puts before every request's (`http://h:8080/base`).
+    origin: Origin = ("", "", 0)
+    host: str = ""
+    path_prefix: str = ""
+
+    @classmethod
+    def of(cls, label: str) -> Upstream:
+        url = URL(label)
+        authority_and_path = label.partition("://")[2]
+        slash = authority_and_path.find("/")
+        return cls(url, label, origin=origin_of(url), host=host_header(url),
+                   path_prefix=authority_and_path[slash:] if slash >= 0 else "")
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ class RegionPool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = region.name
-        self.upstreams = tuple(Upstream(URL(url), url) for url in region.upstreams)
+        self.upstreams = tuple(Upstream.of(url) for url in region.upstreams)
         self.timeouts = Timeouts(
             connect=region.connect_timeout or proxy.connect_timeout,
             read=region.read_timeout or proxy.read_timeout,
@@ -49,6 +63,8 @@ class RegionPool:
 
     def candidates(self) -> list[Upstream]:
         """Every upstream, next in turn first; those cooling down go last (never nowhere)."""
+        if len(self.upstreams) == 1:
+            return list(self.upstreams)
         start = next(self._turn) % len(self.upstreams)
         ordered = self.upstreams[start:] + self.upstreams[:start]
         now = self._clock()
