@@ -47,7 +47,7 @@ async def _serve(config: Config, *, reuse_port: bool) -> int:
 
     async def reload() -> None:
         ok = await app[RUNTIME].reload()
-        app[METRICS].config_reloads.labels("ok" if ok else "refused").inc()
+        app[METRICS].observe_reload(ok)
 
     def on_hup() -> None:
         task = loop.create_task(reload(), name="gateway-reload")

@@ -50,12 +50,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    registry = app[METRICS]
     feed = app[FEED]
-    registry.feed_staleness.set(feed.staleness())
-    registry.feed_seq.set(feed.last_seq)
-    registry.feed_entry_delay.set(feed.last_entry_delay)
-    return web.Response(body=registry.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+    app[METRICS].set_feed(feed.staleness(), feed.last_seq, feed.last_entry_delay)
+    return web.Response(body=app[METRICS].render(),
+                        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
 async def jwks(request: web.Request) -> web.Response:

@@ -1,0 +1,111 @@
+"""What the metrics cost a proxied request: observe_request and observe_upstream, timed.
+
+Run: .venv/bin/python bench/metrics_observe.py [--before REV]   (about 10 s)
+
+Per call, on a label set already seen (the steady state): `Metrics.observe_request`
+(a counter and the route's histogram) and `Metrics.observe_upstream` (a counter and the
+upstream's histogram); with `--before REV`, the same two calls of `gateway/metrics.py`
+as it was at commit REV (read with `git show`).
+
+Then what reading the counts costs, for a gateway with 40 routes, three statuses each
+and 6 upstreams: `render()` (also as at REV).
+
+Rows are run in turn, round after round (a busy machine slows them alike), each timed
+in this thread's CPU time and keeping its best round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.metrics import Metrics
+
+REPO = Path(__file__).resolve().parent.parent
+ROUNDS, PER_ROUND = 60, 10_000
+ROUTES = [f"route-{i}" for i in range(40)]
+UPSTREAMS = [("sg", f"http://10.0.0.{i}:8080") for i in range(6)]
+
+
+def _best(rows: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
+    """Nanoseconds per call of each row: rounds interleaved, the best round kept."""
+    best = dict.fromkeys(rows, float("inf"))
+    for _ in range(rounds):
+        for name, work in rows.items():
+            start = time.thread_time()
+            for _ in range(per_round):
+                work()
+            best[name] = min(best[name], time.thread_time() - start)
+    return {name: seconds / per_round * 1e9 for name, seconds in best.items()}
+
+
+def _module_at(rev: str, path: str) -> types.ModuleType:
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(f"before_{Path(path).stem}")
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def _calls(metrics: Any) -> dict[str, Callable[[], object]]:
+    observe_request = metrics.observe_request
+    observe_upstream = metrics.observe_upstream
+    observe_request("api", "GET", 200, 0.003)
+    observe_upstream("sg", "http://10.0.0.1:8080", "ok", 0.002)
+    return {
+        "observe_request": lambda: observe_request("api", "GET", 200, 0.003),
+        "observe_upstream": lambda: observe_upstream("sg", "http://10.0.0.1:8080", "ok", 0.002),
+    }
+
+
+def _traffic(metrics: Metrics, requests: int, rng: random.Random) -> None:
+    for _ in range(requests):
+        seconds = rng.expovariate(200)
+        metrics.observe_request(rng.choice(ROUTES), "GET", rng.choice((200, 404, 502)), seconds)
+        region, upstream = rng.choice(UPSTREAMS)
+        metrics.observe_upstream(region, upstream, "ok", seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", metavar="REV", help="also time the code at commit REV")
+    args = parser.parse_args()
+    rows: dict[str, Callable[[], object]] = {}
+    if args.before:
+        old = _module_at(args.before, "gateway/metrics.py")
+        rows.update({f"{name}, before ({args.before})": call
+                     for name, call in _calls(old.Metrics()).items()})
+    rows.update({f"{name}, now": call for name, call in _calls(Metrics()).items()})
+    rows["(an empty call, for scale)"] = lambda: None
+    timings = _best(rows, ROUNDS, PER_ROUND)
+    width = max(map(len, timings))
+    print(f"{'per call':<{width}}  {'ns':>6}")
+    for name, nanos in timings.items():
+        print(f"{name:<{width}}  {nanos:>6.0f}")
+
+    rng = random.Random(1)
+    alone = Metrics()
+    _traffic(alone, 20_000, rng)
+    reads: dict[str, Callable[[], object]] = {}
+    if args.before:
+        old_alone = old.Metrics()
+        _traffic(old_alone, 20_000, rng)
+        reads[f"render(), one process, before ({args.before})"] = old_alone.render
+    reads["render(), one process"] = alone.render
+    read_timings = _best(reads, 10, 20)
+    width = max(map(len, read_timings))
+    print(f"\n{'reading the counts':<{width}}  {'µs':>6}")
+    for name, nanos in read_timings.items():
+        print(f"{name:<{width}}  {nanos / 1000:>6.0f}")
+
+
+if __name__ == "__main__":
+    main()
