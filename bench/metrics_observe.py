@@ -8,7 +8,9 @@ upstream's histogram); with `--before REV`, the same two calls of `gateway/metri
 as it was at commit REV (read with `git show`).
 
 Then what reading the counts costs, for a gateway with 40 routes, three statuses each
-and 6 upstreams: `render()` (also as at REV).
+and 6 upstreams: `render()` of one process (also as at REV), and with several workers
+the periodic `flush()` (this worker's totals written to its files) once every route's
+row has changed, and `render()` (a flush, then every worker's files merged; here one).
 
 Rows are run in turn, round after round (a busy machine slows them alike), each timed
 in this thread's CPU time and keeping its best round.
@@ -20,6 +22,7 @@ import argparse
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -99,8 +102,23 @@ def main() -> None:
         old_alone = old.Metrics()
         _traffic(old_alone, 20_000, rng)
         reads[f"render(), one process, before ({args.before})"] = old_alone.render
-    reads["render(), one process"] = alone.render
-    read_timings = _best(reads, 10, 20)
+    with tempfile.TemporaryDirectory() as shared_dir:
+        shared = Metrics(Path(shared_dir))
+        _traffic(shared, 20_000, rng)
+        shared.flush()
+
+        def second_then_flush() -> None:
+            for route in ROUTES:  # every route's row changed since the last write
+                shared.observe_request(route, "GET", 200, 0.004)
+            shared.flush()
+
+        reads.update({
+            "render(), one process": alone.render,
+            "flush(), several workers (every row changed)": second_then_flush,
+            "render(), several workers": shared.render,
+        })
+        read_timings = _best(reads, 10, 20)
+        shared.close()
     width = max(map(len, read_timings))
     print(f"\n{'reading the counts':<{width}}  {'µs':>6}")
     for name, nanos in read_timings.items():

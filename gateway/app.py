@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -48,7 +50,7 @@ from gateway.keys import (
     TRACING,
     UPSTREAMS,
 )
-from gateway.metrics import Metrics
+from gateway.metrics import FLUSH_INTERVAL, Metrics
 from gateway.middleware import cors_headers, front_middleware, gate_middleware
 from gateway.notices.service import notices
 from gateway.proxy import handler as proxy
@@ -69,14 +71,20 @@ ENDPOINTS = (
 )
 PRUNE_INTERVAL = 600.0
 
+log = logging.getLogger("gateway.app")
 
-def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
+
+def build_app(
+    config: Config, *, clock: Clock = time.time, metrics_dir: Path | None = None
+) -> web.Application:
+    """`metrics_dir`: with several workers, the directory they share their metrics in
+    (gateway.metrics); without it, this application's metrics are its own."""
     app = web.Application(
         middlewares=[front_middleware, error_middleware, gate_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app[RUNTIME] = Runtime(load_settings(config, ENDPOINTS), ENDPOINTS)
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(metrics_dir)
     app[LOGIN_LIMITER] = LoginLimiter(config.limits, clock)
     app[ACCESS_LOG] = AccessLog(enabled=config.server.access_log)
     app[LIVE_SOCKETS] = LiveSockets(clock)
@@ -84,6 +92,8 @@ def build_app(config: Config, *, clock: Clock = time.time) -> web.Application:
     app.cleanup_ctx.append(app[TRACING].exporting)  # first in, so the last spans out
     app.cleanup_ctx.append(_access_log_flusher)
     app.cleanup_ctx.append(_store_and_feed(config, clock))
+    if app[METRICS].shared:
+        app.cleanup_ctx.append(_metrics_writer)  # reads the feed: after it, stops before it
     app.cleanup_ctx.append(login_limits(config))  # counters in the store (or Redis)
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(notices)  # webhook deliveries and scan: needs the store
@@ -147,6 +157,30 @@ async def _prune_forever(tokens: TokenService) -> None:
         await asyncio.sleep(PRUNE_INTERVAL)
         tokens.state.prune()
         tokens.cache.prune()
+
+
+async def _metrics_writer(app: web.Application) -> AsyncIterator[None]:
+    """Several workers: this worker's metrics written for the others every
+    FLUSH_INTERVAL, and a last time once it has stopped serving."""
+    metrics = app[METRICS]
+
+    async def write_forever() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            ops.sample_gauges(app)
+            try:
+                metrics.flush()
+            except OSError:  # a full disk, say: try again next time
+                log.exception("cannot write this worker's metrics")
+
+    ops.sample_gauges(app)
+    metrics.flush()
+    task = asyncio.create_task(write_forever(), name="gateway-metrics-writer")
+    yield
+    task.cancel()
+    await asyncio.wait([task])
+    ops.sample_gauges(app)
+    metrics.close()
 
 
 async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:

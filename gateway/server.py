@@ -2,7 +2,9 @@
 
 One worker serves in this process. `--workers N` forks N worker processes that
 share the listening ports through SO_REUSEPORT; the parent only supervises: it
-forwards SIGTERM/SIGINT/SIGHUP and replaces a worker that dies unexpectedly.
+forwards SIGTERM/SIGINT/SIGHUP and replaces a worker that dies unexpectedly. The
+workers share their metrics through a directory the parent makes for the run and
+removes at exit (gateway.metrics), so /metrics on any of them shows them all.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import ssl
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from gateway.config import Config, load_config
 from gateway.dataplane.plane import DataPlane
 from gateway.dataplane.site import DataPlaneSite
 from gateway.keys import METRICS, RUNTIME
+from gateway.metrics import worker_exited
 from gateway.protocol import GatewayRunner
 from gateway.store import StoreUnavailable
 from gateway.tls.context import server_ssl_context
@@ -34,15 +39,15 @@ LINGERING_SECONDS = 2.0
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
-def run_worker(config: Config, *, reuse_port: bool) -> int:
+def run_worker(config: Config, *, reuse_port: bool, metrics_dir: Path | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain and return 0."""
-    return uvloop.run(_serve(config, reuse_port=reuse_port))
+    return uvloop.run(_serve(config, reuse_port=reuse_port, metrics_dir=metrics_dir))
 
 
-async def _serve(config: Config, *, reuse_port: bool) -> int:
+async def _serve(config: Config, *, reuse_port: bool, metrics_dir: Path | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    app = build_app(config)
+    app = build_app(config, metrics_dir=metrics_dir)
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
@@ -139,6 +144,16 @@ async def listener_sites(
 
 def supervise(config: Config, workers: int) -> int:
     """Fork `workers` processes and keep that many running until told to stop."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
+    log.info("workers share their metrics in %s", metrics_dir,
+             extra={"fields": {"metricsDir": str(metrics_dir)}})
+    try:
+        return _supervise(config, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(config: Config, workers: int, metrics_dir: Path) -> int:
     stopping = False
     children: dict[int, int] = {}  # pid -> slot
 
@@ -152,7 +167,8 @@ def supervise(config: Config, workers: int) -> int:
                 signal.signal(signum, signal.SIG_DFL)
             code = 1
             try:
-                code = run_worker(load_config(config.path), reuse_port=True)
+                code = run_worker(load_config(config.path), reuse_port=True,
+                                  metrics_dir=metrics_dir)
             except Exception:
                 log.exception("worker %d failed", slot)
             finally:
@@ -184,6 +200,7 @@ def supervise(config: Config, workers: int) -> int:
         if pid not in children:
             continue
         slot = children.pop(pid)
+        worker_exited(metrics_dir, pid)  # before a new worker could get its pid
         code = os.waitstatus_to_exitcode(status)
         if stopping:
             failures += code != 0

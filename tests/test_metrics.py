@@ -1,17 +1,19 @@
 """gateway.metrics: the numbers counted on the request path come out of render() exactly
-as prometheus_client's own metrics would show them."""
+as prometheus_client's own metrics would show them; several workers' files merge."""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import cast
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, parser
 from prometheus_client.metrics_core import Metric
 
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, worker_exited
 
 _parse = cast(Callable[[str], Iterable[Metric]], parser.text_string_to_metric_families)
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -115,3 +117,62 @@ def test_each_application_counts_for_itself() -> None:
     assert 'gateway_requests_total{method="GET",route="api",status="200"} 1.0' in (
         first.render().decode())
     assert "gateway_requests_total{" not in second.render().decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in _parse(text) for s in family.samples}
+
+
+def test_workers_sharing_a_directory_render_the_sum(tmp_path: Path) -> None:
+    one, two, alone = Metrics(tmp_path, process_id=101), Metrics(tmp_path, process_id=102), \
+        Reference()
+    observe_both(one, alone, seed=3, count=700)
+    observe_both(two, alone, seed=4, count=300)
+    one.set_feed(1.0, 40, 0.5)
+    two.set_feed(3.0, 38, 0.25)
+    two.flush()  # what the periodic write does; rendering writes the renderer's own first
+    expected = {key: value for key, value in samples(alone.render()).items()
+                if not key[0].endswith("_created") and not key[0].startswith("gateway_feed")}
+    got = samples(one.render().decode())
+    # Counts exactly; sums added in another order may differ in the last digit.
+    assert {key: value for key, value in got.items() if key in expected} == pytest.approx(
+        expected, rel=1e-12)
+    assert set(expected) <= set(got)
+    # The feed: the worst worker's staleness and delay, the lowest sequence number.
+    assert got[("gateway_feed_staleness_seconds", frozenset())] == 3.0
+    assert got[("gateway_feed_entry_delay_seconds", frozenset())] == 0.5
+    assert got[("gateway_feed_last_seq", frozenset())] == 38
+    assert got[("process_resident_memory_bytes", frozenset())] > 0
+    def requests(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {key: value for key, value in samples(text).items()
+                if key[0].startswith("gateway_")}
+
+    assert requests(two.render().decode()) == requests(one.render().decode())
+
+
+def test_a_replaced_worker_still_counts_and_its_gauges_leave(tmp_path: Path) -> None:
+    def served(metrics: Metrics) -> float:
+        return samples(metrics.render().decode())[
+            ("gateway_requests_total",
+             frozenset({"route": "api", "method": "GET", "status": "200"}.items()))]
+
+    staying, leaving = Metrics(tmp_path, process_id=201), Metrics(tmp_path, process_id=202)
+    for _ in range(5):
+        staying.observe_request("api", "GET", 200, 0.01)
+    for _ in range(7):
+        leaving.observe_request("api", "GET", 200, 0.01)
+    leaving.set_feed(9.0, 1, 0.0)
+    staying.set_feed(1.0, 5, 0.0)
+    leaving.close()  # its last write, as at a worker's stop
+    assert served(staying) == 12
+    assert samples(staying.render().decode())[("gateway_feed_staleness_seconds",
+                                               frozenset())] == 9.0
+    worker_exited(tmp_path, 202)
+    assert served(staying) == 12  # counters stay
+    assert samples(staying.render().decode())[("gateway_feed_staleness_seconds",
+                                               frozenset())] == 1.0  # its gauges do not
+    # A new worker, even one given the old one's process id, starts files of its own.
+    again = Metrics(tmp_path, process_id=202)
+    again.observe_request("api", "GET", 200, 0.01)
+    assert served(again) == 13 and served(staying) == 13

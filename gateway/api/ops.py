@@ -49,11 +49,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    app = request.app
+    sample_gauges(request.app)
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
+def sample_gauges(app: web.Application) -> None:
+    """The gauges read from this worker's state: before a scrape, and (several workers)
+    before each periodic write for the others."""
     feed = app[FEED]
     app[METRICS].set_feed(feed.staleness(), feed.last_seq, feed.last_entry_delay)
-    return web.Response(body=app[METRICS].render(),
-                        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
 async def jwks(request: web.Request) -> web.Response:
