@@ -1,0 +1,133 @@
+"""The console login limits hold across the workers of one `gateway serve --workers 2`:
+failures answered by either worker are counted together (in the store, or in Redis)."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+
+from gateway.auth.passwords import hash_password
+from gateway.config import load_config
+from gateway.store import Network, open_store
+from gateway.testing.process import GatewayProcess
+from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.upstream import running_upstream
+from tests.workers import metrics_dir, settled, wait_listening
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+FAILURES = 20  # enough that both workers answer some (each connection goes to either)
+REFUSED = 20
+# A day-long window: no boundary falls inside a run. Only the username limit is reached.
+LIMITS = {"window": "1d", "failures_per_username": FAILURES, "failures_per_address": 1000,
+          "failures_per_prefix": 1000}
+
+
+@asynccontextmanager
+async def _two_workers(store_config: Path,
+                       limits: dict[str, Any]) -> AsyncIterator[tuple[str, Network, Path]]:
+    tmp = store_config.parent
+    store = load_config(store_config, environ={}).store
+    async with running_upstream("sg") as upstream:
+        config = write_config(tmp, {
+            "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()},
+                       "trusted_proxies": ["127.0.0.1/32"]},
+            "store": {"url": store.url, "schema": store.schema},
+            "limits": limits,
+            "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
+            "policies": [str(REPO / "policies" / "default.yaml")],
+        }, name="workers.yaml")
+        opened = await open_store(load_config(config, environ={}))
+        try:
+            network = await opened.create_network("workers", "sg", secure=False)
+            await opened.create_admin(network.id, "ann", "admin", hash_password("pw", log2_n=10))
+        finally:
+            await opened.close()
+        async with GatewayProcess(config, "--workers", "2", env={"TMPDIR": str(tmp)}) as gw:
+            await wait_listening(gw.port, 2)
+            yield gw.url, network, metrics_dir(tmp)
+
+
+async def _login(session: aiohttp.ClientSession, url: str, network: Network, password: str,
+                 client: str) -> int:
+    async with session.post(f"{url}/console/v1/login",
+                            json={"username": "ann", "password": password},
+                            headers={"x-api-key": network.api_key,
+                                     "X-Forwarded-For": client}) as response:
+        await response.read()
+        return response.status
+
+
+async def _failures_on_both_count_together(url: str, network: Network, shared: Path) -> None:
+    connector = aiohttp.TCPConnector(force_close=True)  # new connections spread over workers
+    async with aiohttp.ClientSession(connector=connector,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+        for i in range(FAILURES):  # each from an address of its own
+            assert await _login(session, url, network, "wrong", f"192.0.2.{i}") == 401
+        for i in range(REFUSED):  # the right password, from anywhere, on either worker
+            assert await _login(session, url, network, "pw", f"198.51.100.{i}") == 429
+    # Who answered what, from each worker's own metrics files.
+    failed = await settled(shared, "console-login", FAILURES, status=401)
+    refused = await settled(shared, "console-login", REFUSED, status=429)
+    assert len(failed) == 2 and sum(failed.values()) == FAILURES, failed
+    assert len(refused) == 2 and sum(refused.values()) == REFUSED, refused
+
+
+def _window_start(window: float = 86400.0) -> float:
+    return math.floor(time.time() / window) * window
+
+
+@pytest.mark.timeout(90)
+async def test_two_workers_count_login_failures_together_in_the_store(
+    store_config: Path,
+) -> None:
+    async with _two_workers(store_config, LIMITS) as (url, network, shared):
+        await _failures_on_both_count_together(url, network, shared)
+    opened = await open_store(load_config(store_config, environ={}))
+    try:
+        key = f"u:{network.id}:ann"
+        assert await opened.login_counts([key], _window_start()) == {key: FAILURES}
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def redis_namespace() -> AsyncIterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (redis.RedisError, OSError) as exc:
+        await client.aclose()
+        if os.environ.get("CI") == "true" or os.environ.get("GATEWAY_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis at {REDIS_URL} is required: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
+    namespace = f"test-login-workers-{secrets.token_hex(6)}"
+    yield namespace
+    keys = await client.keys(f"{namespace}:*")
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.mark.timeout(90)
+async def test_two_workers_count_login_failures_together_in_redis(
+    tmp_path: Path, redis_namespace: str,
+) -> None:
+    limits = {**LIMITS, "redis_url": REDIS_URL, "redis_namespace": redis_namespace}
+    async with _two_workers(write_config(tmp_path), limits) as (url, network, shared):
+        await _failures_on_both_count_together(url, network, shared)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"{redis_namespace}:u:{network.id}:ann@{int(_window_start())}"
+        assert await client.get(key) == str(FAILURES).encode()
+    finally:
+        await client.aclose()
