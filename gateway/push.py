@@ -82,9 +82,11 @@ class PushHeaders:
         self._store = store
         self._values: dict[str, str] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
+        # A network that never saved a setting has the default: worked out once.
+        self._default = _header(PushSetting.from_stored(None))
 
     def value(self, network_id: str) -> str:
-        return self._values.get(network_id) or _header(PushSetting.from_stored(None))
+        return self._values.get(network_id) or self._default
 
     def set(self, network_id: str, setting: PushSetting) -> None:
         self._values[network_id] = _header(setting)

@@ -260,14 +260,22 @@ def forwarded_response_fields(
     them for the body it sends). `Content-Encoding` is kept, so the caller must relay the
     upstream body undecoded.
     """
-    fields = list(upstream)
-    named = {
-        token.strip().lower()
-        for name, value in fields if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    return [(name, value) for name, value in fields
-            if (key := name.lower()) not in _RESPONSE_STOP and key not in named]
+    out = []
+    named: set[bytes] = set()
+    for name, value in upstream:
+        if _response_header_dropped(name):
+            if name.lower() == b"connection":
+                named.update(token.strip().lower() for token in value.split(b","))
+            continue
+        out.append((name, value))
+    if named - _RESPONSE_STOP:  # a header named in Connection: dropped too
+        out = [(name, value) for name, value in out if name.lower() not in named]
+    return out
+
+
+@functools.lru_cache(maxsize=1024)  # names repeat; each is worked out once
+def _response_header_dropped(name: bytes) -> bool:
+    return name.lower() in _RESPONSE_STOP
 
 
 def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:

@@ -16,9 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.dataplane.admission import Admitted
-from gateway.dataplane.connection import DataPlaneConnection
-from gateway.dataplane.request import Head
+from gateway.dataplane.connection import DataPlaneConnection, Exchange
 from gateway.keys import ACCESS_LOG, TRACING
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
@@ -36,14 +34,13 @@ UNSAMPLED_TRACE = "11111111111111111111111111111111"
 def data_plane_serves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The request targets the data plane served itself (not handed to aiohttp)."""
     served: list[str] = []
-    original = DataPlaneConnection._serve
+    original = DataPlaneConnection._begin
 
-    async def serve(self: DataPlaneConnection, head: Head, admitted: Admitted,
-                    body: bytes | None) -> None:
-        served.append(head.target)
-        await original(self, head, admitted, body)
+    def begin(self: DataPlaneConnection, exchange: Exchange) -> None:
+        served.append(exchange.head.target)
+        original(self, exchange)
 
-    monkeypatch.setattr(DataPlaneConnection, "_serve", serve)
+    monkeypatch.setattr(DataPlaneConnection, "_begin", begin)
     return served
 
 
