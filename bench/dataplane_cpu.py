@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import tempfile
 import time
@@ -140,7 +141,8 @@ def serve(plane: DataPlane, app: web.Application, request: bytes, requests: int,
         one_round(client, upstream, request)
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        stats = pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime"))
+        stats.print_stats(int(os.environ.get("ROWS", "40")))
     elapsed = time.process_time() - started
     assert len(client_transport.written) == requests + 1
     client_transport.written.clear()

@@ -16,6 +16,7 @@ from gateway.dataplane.request import Head
 from gateway.policy import Auth, Rule, UnsafePath, normalize_path
 from gateway.policy.routes import Route
 from gateway.proxy.headers import CONSOLE_COOKIE
+from gateway.proxy.upstreams import RegionPool
 from gateway.runtime import Settings
 
 # Rules whose credential the data plane can read from the head alone.
@@ -28,6 +29,7 @@ class Admitted:
     path: str  # normalised
     query: str  # raw, as sent
     host: str
+    pool: RegionPool  # the upstreams of the region the Host names
     principal: Principal | None
     warning: str | None
     token: str | None  # the bearer presented, if any
@@ -44,12 +46,12 @@ class RouteCache:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
-        self._entries: dict[tuple[str, str, str], tuple[Rule, str, str] | None] = {}
+        self._entries: dict[tuple[str, str, str], Routed | None] = {}
 
     def rule_for(self, settings: Settings, method: str, host: str, target: str
-                 ) -> tuple[Rule, str, str] | None:
-        """(rule, normalised path, raw query) of a request the data plane may forward,
-        None for one it hands off (refused, built-in, or not its kind of rule)."""
+                 ) -> Routed | None:
+        """Where a request the data plane may forward goes, None for one it hands off
+        (refused, built-in, or not its kind of rule)."""
         if settings is not self._settings:
             self._settings = settings
             self._entries = {}
@@ -66,8 +68,15 @@ class RouteCache:
         return found
 
 
-def _route(settings: Settings, method: str, host: str, target: str
-           ) -> tuple[Rule, str, str] | None:
+@dataclass(frozen=True, slots=True)
+class Routed:
+    rule: Rule
+    path: str  # normalised
+    query: str  # raw, as sent
+    pool: RegionPool  # the region the Host names
+
+
+def _route(settings: Settings, method: str, host: str, target: str) -> Routed | None:
     raw_path, _, query = target.partition("?")
     if "#" in query:
         return None
@@ -80,7 +89,8 @@ def _route(settings: Settings, method: str, host: str, target: str
         return None
     if route.rule.auth not in _FAST_AUTH:
         return None
-    return route.rule, path, query
+    return Routed(route.rule, path, query,
+                  settings.pools[settings.config.regions.for_host(host).name])
 
 
 def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState, *,
@@ -88,10 +98,10 @@ def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState
           ) -> Admitted | None:
     """The admitted request, or None to hand it off."""
     host = head.headers["Host"]
-    found = routes.rule_for(settings, head.method, host, head.target)
-    if found is None:
+    routed = routes.rule_for(settings, head.method, host, head.target)
+    if routed is None:
         return None
-    rule, path, query = found
+    rule = routed.rule
     if settings.cors.enabled and "Origin" in head.headers:
         return None  # CORS answers are the aiohttp path's
     token = bearer_token(head.headers.get("Authorization"))
@@ -107,4 +117,5 @@ def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState
                       expiry_warning=settings.config.notices.expiry_warning)
     if not isinstance(decision, Allowed):
         return None  # refusals are counted, logged and answered by the aiohttp path
-    return Admitted(rule, path, query, host, decision.principal, decision.warning, token)
+    return Admitted(rule, routed.path, routed.query, host, routed.pool, decision.principal,
+                    decision.warning, token)

@@ -38,6 +38,7 @@ from gateway.proxy.upstream_client import (
     UpstreamTimeout,
 )
 from gateway.proxy.upstreams import RegionPool, Upstream
+from gateway.runtime import Settings
 from gateway.tls.client_cert import header_fingerprint
 from gateway.tracing.request import RequestTrace
 
@@ -67,11 +68,14 @@ def http_date() -> str:
 class Exchange:
     """One request forwarded: what the access line, the metrics and the answer need."""
 
-    __slots__ = ("admitted", "candidates", "connection", "head", "keep_alive", "outbound",
-                 "pool", "recorded", "request_id", "started", "status", "trace", "upstream")
+    __slots__ = ("admitted", "body", "candidates", "connection", "head", "keep_alive",
+                 "outbound", "pool", "recorded", "request_id", "settings", "started", "status",
+                 "trace", "upstream")
 
     def __init__(self, head: Head, admitted: Admitted, request_id: str, trace: RequestTrace,
-                 pool: RegionPool, outbound: OutboundRequest) -> None:
+                 pool: RegionPool, outbound: OutboundRequest, settings: Settings) -> None:
+        self.settings = settings  # the snapshot the request was admitted under
+        self.body = outbound.body_bytes
         self.head = head
         self.admitted = admitted
         self.request_id = request_id
@@ -186,7 +190,7 @@ class DataPlaneConnection(asyncio.Protocol):
         if head is None or head.content_length > SMALL_BODY:
             self.hand_off()
             return
-        admitted = self._admit(head)
+        admitted = self._admit(head, settings)
         if admitted is None:
             self.hand_off()
             return
@@ -199,11 +203,10 @@ class DataPlaneConnection(asyncio.Protocol):
         del self._buffer[:total]
         self._deadline.disarm()
         self._busy = True
-        self._begin(self._exchange_for(head, admitted, body))
+        self._begin(self._exchange_for(head, admitted, body, settings))
 
-    def _admit(self, head: Head) -> Admitted | None:
+    def _admit(self, head: Head, settings: Settings) -> Admitted | None:
         plane = self._plane
-        settings = plane.settings()
         cert = self._client_cert
         header = settings.client_cert_header
         if cert is None and header is not None and header in head.headers \
@@ -213,16 +216,15 @@ class DataPlaneConnection(asyncio.Protocol):
         return admit(head, settings, plane.tokens(), plane.auth_state(), client_cert=cert,
                      stale=plane.stale(), routes=plane.routes)
 
-    def _exchange_for(self, head: Head, admitted: Admitted, body: bytes | None) -> Exchange:
+    def _exchange_for(self, head: Head, admitted: Admitted, body: bytes | None,
+                      settings: Settings) -> Exchange:
         plane = self._plane
-        settings = plane.settings()
         request_id = request_id_for(head.headers.get("X-Request-Id"))
         trace = plane.tracing().begin(head.headers)
-        region = settings.config.regions.for_host(admitted.host)
-        headers = self._upstream_headers(head, admitted, request_id, trace)
+        headers = self._upstream_headers(head, admitted, request_id, trace, settings)
         target = admitted.path + (f"?{admitted.query}" if admitted.query else "")
-        return Exchange(head, admitted, request_id, trace, settings.pools[region.name],
-                        OutboundRequest(head.method, target, headers, body))
+        return Exchange(head, admitted, request_id, trace, admitted.pool,
+                        OutboundRequest(head.method, target, headers, body), settings)
 
     def _begin(self, exchange: Exchange) -> None:
         """Forward a request. The common case, a kept-alive upstream connection ready,
@@ -241,8 +243,7 @@ class DataPlaneConnection(asyncio.Protocol):
             return
         exchange.at(first)
         exchange.connection = connection
-        connection.exchange(head, exchange.outbound.body_bytes, exchange.pool.timeouts.read,
-                            self)
+        connection.exchange(head, exchange.body, exchange.pool.timeouts.read, self)
 
     # -- callback-driven exchanges (ExchangeListener) ----------------------------------
 
@@ -358,13 +359,13 @@ class DataPlaneConnection(asyncio.Protocol):
         upstream = exchange.upstream.label if exchange.upstream else None
         if plane.access_log().enabled:
             principal = admitted.principal
-            body = exchange.outbound.body_bytes
+            body = exchange.body
             plane.access_log().write(access_line(
                 request_id=exchange.request_id, trace_id=exchange.trace.trace_id,
                 method=head.method, path=admitted.path, status=status, route=route,
                 region=exchange.pool.name, upstream=upstream, elapsed=elapsed,
                 bytes_in=len(body) if body else 0, bytes_out=sent,
-                remote=plane.settings().trusted_proxies.client_of(
+                remote=exchange.settings.trusted_proxies.client_of(
                     self.peer, head.headers.getall("X-Forwarded-For", [])),
                 principal=(f"{principal.kind}:{principal.network_id}:{principal.user_id}"
                            if principal else None),
@@ -375,9 +376,8 @@ class DataPlaneConnection(asyncio.Protocol):
                 region=exchange.pool.name, upstream=upstream, principal=admitted.principal)
 
     def _upstream_headers(self, head: Head, admitted: Admitted, request_id: str,
-                          trace: RequestTrace) -> CIMultiDict[str]:
+                          trace: RequestTrace, settings: Settings) -> CIMultiDict[str]:
         plane = self._plane
-        settings = plane.settings()
         principal = admitted.principal
         token = admitted.token
         headers = forwarded_request_headers(
@@ -389,9 +389,9 @@ class DataPlaneConnection(asyncio.Protocol):
         )
         if self._request_cert is not None:
             headers["X-Gateway-Client-Cert-Sha256"] = self._request_cert
-        if principal is not None:
-            headers.update(principal.identity_headers())
-            headers["X-Gateway-Push-Events"] = plane.push_value(principal.network_id)
+        if principal is not None:  # the filter dropped every client X-Gateway-*
+            headers.extend(principal.identity_headers())
+            headers.add("X-Gateway-Push-Events", plane.push_value(principal.network_id))
         return headers
 
     # -- answers ------------------------------------------------------------------------

@@ -371,7 +371,9 @@ def _connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
 def _content_length(headers: MultiMapping[str]) -> str | None:
     # Several differing values are a framing error; never pick one of them.
     if isinstance(headers, CIMultiDict | CIMultiDictProxy):
-        values = {v.strip() for v in headers.getall("Content-Length", ())}
+        if "Content-Length" not in headers:
+            return None
+        values = {v.strip() for v in headers.getall("Content-Length")}
     else:
         values = {v.strip() for k, v in headers.items() if k.lower() == "content-length"}
     if len(values) != 1:
