@@ -14,12 +14,13 @@ table, read gateway logs.
                                          prints its kid and algorithm
 
 The manifest holds one JSON object per measured target: its load command and output (wrk,
-or ApacheBench with `record --tool ab`), the load tool's CPU time, the cores of the server,
-the load tool and the upstream, and the CPU snapshots taken just before and after the
-measured run (CPU time nobody in the benchmark accounts for is reported). The row whose
-slug is `nginx-proxy` is the baseline of the ratio column, unless a row was recorded with
-`--baseline SLUG` (bench/tls.sh: each gateway row against its nginx row); the ratios the
-project is held to (`TARGETS`) follow the table when both of their rows ran.
+or ApacheBench with `record --tool ab`), the load tool's CPU time, the cores of the server
+(one, or several: `--server-core 0,1`), the load tool and the upstream, and the CPU
+snapshots taken just before and after the measured run: the server's CPU time per request
+comes from them, and CPU time nobody in the benchmark accounts for is reported. The row
+whose slug is `nginx-proxy` is the baseline of the ratio column, unless a row was recorded
+with `--baseline SLUG` (bench/tls.sh: each gateway row against its nginx row); the ratios
+the project is held to (`TARGETS`) follow the table when both of their rows ran.
 """
 
 from __future__ import annotations
@@ -92,13 +93,15 @@ class WrkResult:
     requests: int = 0
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
+    silent_runs: int = 0  # runs that completed no request at all (a stalled server)
 
     @property
     def error_count(self) -> int:
-        return self.non_2xx + sum(self.socket_errors.values())
+        return self.non_2xx + sum(self.socket_errors.values()) + self.silent_runs
 
     def errors_text(self) -> str:
-        parts = [f"{self.non_2xx} non-2xx"] if self.non_2xx else []
+        parts = [f"{self.silent_runs} run(s) without a response"] if self.silent_runs else []
+        parts += [f"{self.non_2xx} non-2xx"] if self.non_2xx else []
         parts += [f"{count} {kind}" for kind, count in self.socket_errors.items() if count]
         return ", ".join(parts) if parts else "0"
 
@@ -133,6 +136,7 @@ def parse_wrk(text: str) -> WrkResult:
         requests=requests,
         non_2xx=non_2xx,
         socket_errors=sockets,
+        silent_runs=int(requests == 0),
     )
 
 
@@ -176,6 +180,7 @@ def parse_ab(text: str) -> WrkResult:
             "failed": counts.get("Failed requests", 0),
             "write": counts.get("Write errors", 0),
         },
+        silent_runs=int(requests == 0),
     )
 
 
@@ -237,30 +242,58 @@ def snapshot(pids: dict[str, int]) -> dict[str, Any]:
     }
 
 
+Cores = tuple[int, ...]
+
+
+def parse_cores(value: object) -> Cores:
+    """A core (`1`) or a `taskset -c` list of cores (`0,1`) -> the cores, sorted."""
+    try:
+        cores = tuple(sorted({int(part) for part in str(value).split(",")}))
+    except ValueError:
+        raise ReportError(f"bad core list {value!r}") from None
+    if not cores or cores[0] < 0:
+        raise ReportError(f"bad core list {value!r}")
+    return cores
+
+
+def cores_text(cores: Cores) -> str:
+    """`CPU 1`, or `CPUs 0+1` for a group of cores accounted together."""
+    return f"CPU {cores[0]}" if len(cores) == 1 else f"CPUs {'+'.join(map(str, cores))}"
+
+
 @dataclass(frozen=True)
 class CpuUse:
-    server: float  # % of its core used by the server under test (and its children)
-    server_core: int
-    others: dict[int, float]  # core -> % used by processes outside the benchmark
-    steal: dict[int, float]  # core -> % taken by the hypervisor
-    idle: dict[int, float]  # core -> % idle
+    """CPU use over one measured run, by group of cores: each core alone, except the cores
+    of a server pinned to several, which are accounted together (their split is unknown)."""
 
-    def disturbed(self, core: int, taken: dict[int, float]) -> bool:
-        """Was time the benchmark needed taken? Off the server's core: only if it was full."""
-        needed = core == self.server_core or self.idle[core] < OTHER_LOAD_WARNING
-        return needed and taken[core] >= OTHER_LOAD_WARNING
+    server: float  # % of its cores' time used by the server under test (and its children)
+    server_seconds: float  # user + system seconds of the server (and its children)
+    server_cores: Cores
+    others: dict[Cores, float]  # cores -> % used by processes outside the benchmark
+    steal: dict[Cores, float]  # cores -> % taken by the hypervisor
+    idle: dict[Cores, float]  # cores -> % idle
+
+    def disturbed(self, cores: Cores, taken: dict[Cores, float]) -> bool:
+        """Was time the benchmark needed taken? Off the server's cores: only if they were full."""
+        needed = cores == self.server_cores or self.idle[cores] < OTHER_LOAD_WARNING
+        return needed and taken[cores] >= OTHER_LOAD_WARNING
 
     def detail(self) -> str:
-        cores = sorted(self.others)
-        outside = ", ".join(f"CPU {c} {self.others[c]:.0f}%" for c in cores)
-        steal = ", ".join(f"CPU {c} {self.steal[c]:.0f}%" for c in cores)
-        idle = ", ".join(f"CPU {c} {self.idle[c]:.0f}%" for c in cores)
+        groups = sorted(self.others)
+        outside = ", ".join(f"{cores_text(c)} {self.others[c]:.0f}%" for c in groups)
+        steal = ", ".join(f"{cores_text(c)} {self.steal[c]:.0f}%" for c in groups)
+        idle = ", ".join(f"{cores_text(c)} {self.idle[c]:.0f}%" for c in groups)
         return f"outside load: {outside}; steal: {steal}; idle: {idle}"
 
 
-def _delta(before: dict[str, Any], after: dict[str, Any], core: int) -> list[int]:
-    name = f"cpu{core}"
-    return [b - a for a, b in zip(before["cores"][name], after["cores"][name], strict=True)]
+def _delta(before: dict[str, Any], after: dict[str, Any], cores: Cores) -> list[int]:
+    """The jiffies of /proc/stat's columns spent by `cores` together between two snapshots."""
+    total = [0] * 8
+    for core in cores:
+        name = f"cpu{core}"
+        for i, (a, b) in enumerate(zip(before["cores"][name], after["cores"][name], strict=True)):
+            total[i] += b - a
+    return total
 
 
 def cpu_use(entry: dict[str, Any]) -> CpuUse:
@@ -269,28 +302,35 @@ def cpu_use(entry: dict[str, Any]) -> CpuUse:
         before, after = _read_json(entry["before"]), _read_json(entry["after"])
         trees = {name: after["trees"][name] - before["trees"][name] for name in before["trees"]}
         pids: dict[str, int] = before["pids"]
-        server_core, wrk_core = int(entry["server_core"]), int(entry["wrk_core"])
-        upstream_core = int(entry["upstream_core"])
-        wrk = float(entry["wrk_cpu_seconds"]) * os.sysconf("SC_CLK_TCK")
-        known: dict[int, float] = collections.defaultdict(float)
-        known[server_core] += trees["server"]
-        known[wrk_core] += wrk
+        server_cores = parse_cores(entry["server_core"])
+        wrk_core, upstream_core = int(entry["wrk_core"]), int(entry["upstream_core"])
+        ticks = os.sysconf("SC_CLK_TCK")
+        wrk = float(entry["wrk_cpu_seconds"]) * ticks
+
+        def group(core: int) -> Cores:
+            return server_cores if core in server_cores else (core,)
+
+        known: dict[Cores, float] = collections.defaultdict(float)
+        known[server_cores] += trees["server"]
+        known[group(wrk_core)] += wrk
         if pids.get("upstream") != pids.get("server"):
-            known[upstream_core] += trees["upstream"]
-        deltas = {core: _delta(before, after, core) for core in known}
+            known[group(upstream_core)] += trees["upstream"]
+        deltas = {cores: _delta(before, after, cores) for cores in known}
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"CPU accounting: missing or bad {exc}") from None
-    others: dict[int, float] = {}
-    steal: dict[int, float] = {}
-    idle: dict[int, float] = {}
-    for core, delta in deltas.items():
+    others: dict[Cores, float] = {}
+    steal: dict[Cores, float] = {}
+    idle: dict[Cores, float] = {}
+    for cores, delta in deltas.items():
         total = max(sum(delta), 1)
-        others[core] = max(0.0, 100.0 * (delta[0] + delta[1] + delta[2] - known[core]) / total)
-        steal[core] = 100.0 * delta[7] / total
-        idle[core] = 100.0 * (delta[3] + delta[4]) / total
+        busy = delta[0] + delta[1] + delta[2]
+        others[cores] = max(0.0, 100.0 * (busy - known[cores]) / total)
+        steal[cores] = 100.0 * delta[7] / total
+        idle[cores] = 100.0 * (delta[3] + delta[4]) / total
     return CpuUse(
-        server=100.0 * trees["server"] / max(sum(deltas[server_core]), 1),
-        server_core=server_core,
+        server=100.0 * trees["server"] / max(sum(deltas[server_cores]), 1),
+        server_seconds=trees["server"] / ticks,
+        server_cores=server_cores,
         others=others,
         steal=steal,
         idle=idle,
@@ -316,7 +356,6 @@ class Row:
     slug: str
     label: str
     command: str
-    core: int
     result: WrkResult
     cpu: CpuUse
     runs: int = 1
@@ -333,7 +372,13 @@ def best_runs(runs: list[Row]) -> list[Row]:
     rows = []
     for group in by_slug.values():
         best = max(group, key=lambda run: run.result.requests_per_sec)
-        total = WrkResult(0.0, 0.0, 0.0, non_2xx=sum(run.result.non_2xx for run in group))
+        total = WrkResult(
+            0.0,
+            0.0,
+            0.0,
+            non_2xx=sum(run.result.non_2xx for run in group),
+            silent_runs=sum(run.result.silent_runs for run in group),
+        )
         for run in group:
             for kind, count in run.result.socket_errors.items():
                 total.socket_errors[kind] = total.socket_errors.get(kind, 0) + count
@@ -373,7 +418,6 @@ def read_manifest(path: Path) -> list[Row]:
                 str(entry["slug"]),
                 label,
                 str(entry["command"]),
-                int(entry["server_core"]),
                 result,
                 cpu,
                 tool=tool,
@@ -430,21 +474,39 @@ def _ms(seconds: float) -> str:
 DEFAULT_RATIO_HEADER = "ratio to nginx-proxy req/s"
 
 
+def _ratio(value: float, baseline: float | None) -> str:
+    return f"{value / baseline:.2f}x" if baseline else "n/a"
+
+
+def cpu_per_request(row: Row) -> str:
+    """Microseconds of the server's CPU time (user + system, children too) per request."""
+    if not row.result.requests:
+        return "n/a"
+    return f"{row.cpu.server_seconds * 1e6 / row.result.requests:,.0f}"
+
+
 def render_table(rows: list[Row], ratio_header: str = DEFAULT_RATIO_HEADER) -> str:
+    """The results table."""
     rates = {r.slug: r.result.requests_per_sec for r in rows}
+    headers = ["target", "requests/s", "p50", "p99", ratio_header]
+    headers += ["errors", "server CPU", "server CPU us/request"]
     lines = [
-        f"| target | requests/s | p50 | p99 | {ratio_header} | errors | server CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * (len(headers) - 1),
     ]
     for row in rows:
         res = row.result
-        baseline = rates.get(row.baseline)
-        ratio = f"{res.requests_per_sec / baseline:.2f}x" if baseline else "n/a"
-        lines.append(
-            f"| {row.label} | {res.requests_per_sec:,.0f} | {_ms(res.p50)} | {_ms(res.p99)} "
-            f"| {ratio} | {row.errors or res.errors_text()} "
-            f"| {row.cpu.server:.0f}% of CPU {row.core} |"
-        )
+        cells = [
+            row.label,
+            f"{res.requests_per_sec:,.0f}",
+            _ms(res.p50),
+            _ms(res.p99),
+            _ratio(res.requests_per_sec, rates.get(row.baseline)),
+            row.errors or res.errors_text(),
+            f"{row.cpu.server:.0f}% of {cores_text(row.cpu.server_cores)}",
+            cpu_per_request(row),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -480,11 +542,11 @@ def load_notes(rows: list[Row]) -> list[str]:
     notes = []
     for row in rows:
         busy = [
-            f"processes outside the benchmark used {share:.0f}% of CPU {core}"
+            f"processes outside the benchmark used {share:.0f}% of {cores_text(core)}"
             for core, share in sorted(row.cpu.others.items())
             if row.cpu.disturbed(core, row.cpu.others)
         ] + [
-            f"the hypervisor took (steal) {share:.0f}% of CPU {core}"
+            f"the hypervisor took (steal) {share:.0f}% of {cores_text(core)}"
             for core, share in sorted(row.cpu.steal.items())
             if row.cpu.disturbed(core, row.cpu.steal)
         ]
@@ -527,8 +589,11 @@ def render_report(
             else []
         ),
         "`server CPU`: user + system time of the server under test (all its processes) over",
-        "the measured run, as a share of the core it is pinned to; softirq time (loopback",
-        "networking) is not in it.",
+        "the measured run, as a share of the core it is pinned to (of all its cores together",
+        "when it has several: 100% is every one of them busy); softirq time (loopback",
+        "networking) is not in it. `server CPU us/request`: that time in microseconds over the",
+        "requests the load tool completed in the run (from `/proc/PID/stat` before and after,",
+        "in clock ticks of 10 ms: short runs round it).",
         "",
         *(
             [
@@ -674,7 +739,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BEFORE", "AFTER"),
         help="bash `times` output before and after the load tool ran",
     )
-    rec.add_argument("--server-core", type=int, required=True)
+    rec.add_argument(
+        "--server-core",
+        required=True,
+        help="the server's core, or its cores as `taskset -c` takes them (0,1)",
+    )
     rec.add_argument("--wrk-core", type=int, required=True)
     rec.add_argument("--upstream-core", type=int, required=True)
     rec.add_argument("--before", type=Path, required=True)
