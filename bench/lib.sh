@@ -330,6 +330,155 @@ write_policy() {
     } >"$file"
 }
 
+# --- TLS -----------------------------------------------------------------------------
+# The upstream answers this path with the X-Gateway-Client-Cert-Sha256 header it got:
+# write_upstream_conf "${CERT_ECHO_LOCATION[@]}".
+CERT_ECHO_PATH=/bench-client-cert
+# shellcheck disable=SC2034  # the scripts' write_upstream_conf calls use it
+CERT_ECHO_LOCATION=("location = $CERT_ECHO_PATH {" "    default_type text/plain;"
+    "    return 200 '\$http_x_gateway_client_cert_sha256';" "}")
+
+# json_field NAME: the field NAME of the JSON object on stdin.
+json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# http_status URL [CURL-ARG...]: the status code, or `none` when no answer came (e.g. the
+# TLS handshake failed).
+http_status() {
+    local url=$1 code
+    shift
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null) \
+        || code=none
+    [[ $code == 000 ]] && code=none
+    printf '%s' "$code"
+}
+
+# gateway_https PORT: the gateway's HTTPS listener on PORT (YAML for write_gateway_conf),
+# with the server certificate and key that `gateway init` makes.
+gateway_https() {
+    printf '{host: 127.0.0.1, port: %s, cert: certs/server.pem, key: certs/server.key}' "$1"
+}
+
+# write_nginx_tls_conf DIR TLS-PORT MTLS-PORT CERTS: nginx terminating TLS with the gateway's
+# server certificate (CERTS/server.pem and .key), proxying to the upstream as the nginx
+# proxy row does; the listener on MTLS-PORT requires a client certificate that chains to
+# the gateway CA (CERTS/ca.pem). TLS 1.2+ like the gateway (nginx 1.22's default has no 1.3).
+write_nginx_tls_conf() {
+    local dir=$1 tls_port=$2 mtls_port=$3 certs=$4 location
+    location=$(nginx_proxy_location)
+    write_nginx_conf "$dir" "$(nginx_upstream)
+    ssl_certificate $certs/server.pem;
+    ssl_certificate_key $certs/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    server {
+        listen 127.0.0.1:$tls_port ssl backlog=4096;
+        $location
+    }
+    server {
+        listen 127.0.0.1:$mtls_port ssl backlog=4096;
+        ssl_verify_client on;
+        ssl_client_certificate $certs/ca.pem;
+        $location
+    }"
+}
+
+# make_client_certs DIR CONFIG PORT NAME: the gateway's CA and server certificate (`gateway
+# init` with CONFIG, a configuration in DIR), then a client certificate signed the way an
+# operator gets one: a network NAME made with `gateway network create --secure`, an admin
+# and their admin token, an EC P-256 key and CSR from `openssl req`, the CSR POSTed to
+# /api/v3/networks/certificates of a gateway started for it alone with DIR/config-sign.yaml
+# (HTTPS on PORT). Needs the upstream running and DIR/policies/bench.yaml (write_policy).
+# Sets CERTS, CA, CLIENT_PEM ($WORK/client/client.pem: the certificate, then its key),
+# STRANGER_PEM (a self-signed certificate and key: no chain to the CA) and FINGERPRINT
+# (SHA-256 of the client certificate, as the gateway reports it).
+make_client_certs() {
+    local dir=$1 config=$2 port=$3 name=$4 client=$WORK/client network admin_token pid code
+    CERTS=$dir/certs
+    CA=$CERTS/ca.pem
+    CLIENT_PEM=$client/client.pem
+    STRANGER_PEM=$client/stranger.pem
+    log "gateway init, network, admin and admin token in $dir"
+    "$GATEWAY" init --config "$config" >"$dir/init.json" || die "gateway init failed"
+    [[ -s $CA && -s $CERTS/server.pem && -s $CERTS/server.key ]] \
+        || die "gateway init made no CA or server certificate in $CERTS"
+    network=$("$GATEWAY" network create --config "$config" --name "$name" --secure \
+        | json_field networkId) || die "gateway network create failed"
+    "$GATEWAY" admin create --config "$config" --network "$network" \
+        --username bench --role admin --password-stdin <<<"bench-$RANDOM$RANDOM$RANDOM" \
+        >/dev/null || die "gateway admin create failed"
+    admin_token=$("$GATEWAY" admin token --config "$config" --network "$network" \
+        --username bench | json_field adminToken) || die "gateway admin token failed"
+
+    mkdir -p "$client"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$client/client.key" -subj /CN=bench-tls-client \
+        -out "$client/client.csr" 2>"$client/openssl.log" \
+        || { cat "$client/openssl.log" >&2; die "openssl req (CSR) failed"; }
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -keyout "$client/stranger.key" -subj /CN=bench-tls-stranger \
+        -out "$client/stranger.crt" 2>"$client/openssl.log" \
+        || { cat "$client/openssl.log" >&2; die "openssl req (self-signed) failed"; }
+    cat "$client/stranger.crt" "$client/stranger.key" >"$STRANGER_PEM"
+    "$PYTHON" -c 'import json, sys; print(json.dumps({"name": "bench-tls", "csr": open(sys.argv[1]).read()}))' \
+        "$client/client.csr" >"$client/request.json"
+
+    # Only to have the CSR signed: the certificates endpoint for admins, before the rules
+    # of the measured rows.
+    write_gateway_conf "$dir/config-sign.yaml" null "$(gateway_https "$port")" true \
+        sign.yaml bench.yaml
+    cat >"$dir/policies/sign.yaml" <<'YAML'
+rules:
+  - name: certificates
+    match: {path: /api/v3/networks/certificates, methods: [POST]}
+    auth: admin_token
+    roles: [admin]
+    mtls: true
+YAML
+    start "$PROXY_CPU" "$WORK/gateway-sign.log" "$GATEWAY" serve --config "$dir/config-sign.yaml"
+    pid=$STARTED
+    wait_ready "gateway (signing)" "$pid" "$WORK/gateway-sign.log" \
+        "https://127.0.0.1:$port$BENCH_PATH" --cacert "$CA"
+    log "POST the CSR to /api/v3/networks/certificates"
+    code=$(curl -sS --max-time 10 --cacert "$CA" -o "$client/certificate.json" \
+        -w '%{http_code}' -H "Authorization: Bearer $admin_token" \
+        -H 'Content-Type: application/json' --data-binary "@$client/request.json" \
+        "https://127.0.0.1:$port/api/v3/networks/certificates") || code=none
+    [[ $code == 201 ]] \
+        || { cat "$client/certificate.json" >&2 || true; die "the CSR got $code, not 201"; }
+    json_field certificate <"$client/certificate.json" >"$client/client.crt"
+    FINGERPRINT=$(json_field fingerprintSha256 <"$client/certificate.json")
+    stop "$pid"
+    cat "$client/client.crt" "$client/client.key" >"$CLIENT_PEM"
+    openssl verify -CAfile "$CA" -purpose sslclient "$client/client.crt" >/dev/null \
+        || die "the certificate the gateway signed does not verify against its CA for clients"
+    [[ $(openssl x509 -in "$client/client.crt" -noout -fingerprint -sha256 \
+        | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f') == "$FINGERPRINT" ]] \
+        || die "fingerprintSha256 of the answer is not the certificate's"
+}
+
+# check_client_certs NGINX-MTLS-PORT GATEWAY-PORT: both must check the client certificate,
+# or the mTLS rows measure nothing more: nginx's mTLS listener refuses no certificate and a
+# self-signed one (400); the gateway fails the handshake with the self-signed one, passes
+# the fingerprint of ours upstream (the upstream echoes it on CERT_ECHO_PATH), and serves a
+# client without one. Both servers must be up, with make_client_certs's certificates.
+check_client_certs() {
+    local nginx_url="https://127.0.0.1:$1$BENCH_PATH" gateway=https://127.0.0.1:$2 code seen
+    code=$(http_status "$nginx_url" --cacert "$CA")
+    [[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, without a client certificate"
+    code=$(http_status "$nginx_url" --cacert "$CA" --cert "$STRANGER_PEM")
+    [[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, to a self-signed certificate"
+    code=$(http_status "$gateway$BENCH_PATH" --cacert "$CA" --cert "$STRANGER_PEM")
+    [[ $code == none ]] \
+        || die "the gateway answered $code to a self-signed client certificate (handshake expected to fail)"
+    seen=$(curl -fsS --max-time 5 --cacert "$CA" --cert "$CLIENT_PEM" \
+        "$gateway$CERT_ECHO_PATH") || seen=none
+    [[ $seen == "$FINGERPRINT" ]] \
+        || die "the upstream got X-Gateway-Client-Cert-Sha256 '$seen', not '$FINGERPRINT'"
+    code=$(http_status "$gateway$BENCH_PATH" --cacert "$CA")
+    [[ $code == 200 ]] || die "the gateway answered $code without a client certificate"
+    log "checked: nginx refuses no or a foreign client certificate; the gateway fails the handshake"
+    log "on a foreign one and passes the fingerprint of ours upstream"
+}
+
 # --- measuring -----------------------------------------------------------------------
 # What the measured runs print to stderr, by load tool (a script adds its own tools).
 declare -A LOAD_SUMMARY=([wrk]='Requests/sec|Non-2xx|Socket errors|^Tokens:')

@@ -37,8 +37,6 @@ bench_init bench-tls "$@"
 AB_TLS=${BENCH_AB_TLS:-1}
 AB_MAX_RATE=${BENCH_AB_MAX_RATE:-100000}
 
-# The upstream answers this path with the X-Gateway-Client-Cert-Sha256 header it got.
-CERT_ECHO_PATH=/bench-client-cert
 # Seconds a load run may take beyond its duration before `timeout` ends it.
 LOAD_GRACE=30
 # ab: seconds to wait for each response.
@@ -61,17 +59,6 @@ AB_HELP=$(ab -h 2>&1 || true)
 check_cpus
 make_work
 
-# http_status URL [CURL-ARG...]: the status code, or `none` when no answer came (e.g. the
-# TLS handshake failed).
-http_status() {
-    local url=$1 code
-    shift
-    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null) \
-        || code=none
-    [[ $code == 000 ]] && code=none
-    printf '%s' "$code"
-}
-
 # --- configurations ------------------------------------------------------------------
 UP_PORT=$(port)
 NGINX_TLS_PORT=$(port)
@@ -79,48 +66,19 @@ NGINX_MTLS_PORT=$(port)
 GATEWAY_PORT=$(port)
 
 GW_DIR=$WORK/gateway
-CERTS=$GW_DIR/certs
-CA=$CERTS/ca.pem
-CLIENT_PEM=$WORK/client/client.pem   # the signed certificate, then its key (ab -E, curl --cert)
-STRANGER_PEM=$WORK/client/stranger.pem   # self-signed: no chain to the gateway CA
 
-write_upstream_conf "location = $CERT_ECHO_PATH {" "    default_type text/plain;" \
-    "    return 200 '\$http_x_gateway_client_cert_sha256';" "}"
+write_upstream_conf "${CERT_ECHO_LOCATION[@]}"
 
 # nginx terminating TLS with the gateway's server certificate, proxying to the upstream as
 # bench/run.sh's nginx proxy does; a second listener requires a client certificate that
-# chains to the gateway CA. TLS 1.2+ like the gateway (nginx 1.22's default has no 1.3).
-NGINX_PROXY_LOCATION=$(nginx_proxy_location)
-write_nginx_conf "$WORK/nginx-tls" "$(nginx_upstream)
-    ssl_certificate $CERTS/server.pem;
-    ssl_certificate_key $CERTS/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    server {
-        listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
-        $NGINX_PROXY_LOCATION
-    }
-    server {
-        listen 127.0.0.1:$NGINX_MTLS_PORT ssl backlog=4096;
-        ssl_verify_client on;
-        ssl_client_certificate $CA;
-        $NGINX_PROXY_LOCATION
-    }"
+# chains to the gateway CA.
+write_nginx_tls_conf "$WORK/nginx-tls" "$NGINX_TLS_PORT" "$NGINX_MTLS_PORT" "$GW_DIR/certs"
 
 # The gateway: the HTTPS listener only, access log on (as shipped, as in bench/run.sh); CA
 # and server certificate from `gateway init` in $GW_DIR.
-GW_HTTPS="{host: 127.0.0.1, port: $GATEWAY_PORT, cert: certs/server.pem, key: certs/server.key}"
-write_gateway_conf "$GW_DIR/config.yaml" null "$GW_HTTPS" true bench.yaml
-# Only to have the CSR signed: the certificates endpoint for admins, before the same rule.
-write_gateway_conf "$GW_DIR/config-sign.yaml" null "$GW_HTTPS" true sign.yaml bench.yaml
+write_gateway_conf "$GW_DIR/config.yaml" null "$(gateway_https "$GATEWAY_PORT")" true \
+    bench.yaml
 write_policy "$GW_DIR/policies/bench.yaml"
-cat >"$GW_DIR/policies/sign.yaml" <<'EOF'
-rules:
-  - name: certificates
-    match: {path: /api/v3/networks/certificates, methods: [POST]}
-    auth: admin_token
-    roles: [admin]
-    mtls: true
-EOF
 
 # --- measuring -----------------------------------------------------------------------
 declare -a GATEWAY_ERRORS=()
@@ -182,61 +140,15 @@ pair() {
 note_busy
 unset_gateway_env
 
-# --- certificates: the gateway's CA and server certificate, a client certificate it signs
-log "gateway init, network, admin and admin token in $GW_DIR"
-json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-"$GATEWAY" init --config "$GW_DIR/config.yaml" >"$GW_DIR/init.json" \
-    || die "gateway init failed"
-[[ -s $CA && -s $CERTS/server.pem && -s $CERTS/server.key ]] \
-    || die "gateway init made no CA or server certificate in $CERTS"
-NETWORK_ID=$("$GATEWAY" network create --config "$GW_DIR/config.yaml" --name bench-tls --secure \
-    | json_field networkId) || die "gateway network create failed"
-"$GATEWAY" admin create --config "$GW_DIR/config.yaml" --network "$NETWORK_ID" \
-    --username bench --role admin --password-stdin <<<"bench-$RANDOM$RANDOM$RANDOM" \
-    >/dev/null || die "gateway admin create failed"
-ADMIN_TOKEN=$("$GATEWAY" admin token --config "$GW_DIR/config.yaml" --network "$NETWORK_ID" \
-    --username bench | json_field adminToken) || die "gateway admin token failed"
-
-mkdir -p "$WORK/client"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$WORK/client/client.key" -subj /CN=bench-tls-client \
-    -out "$WORK/client/client.csr" 2>"$WORK/client/openssl.log" \
-    || { cat "$WORK/client/openssl.log" >&2; die "openssl req (CSR) failed"; }
-openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-    -keyout "$WORK/client/stranger.key" -subj /CN=bench-tls-stranger \
-    -out "$WORK/client/stranger.crt" 2>"$WORK/client/openssl.log" \
-    || { cat "$WORK/client/openssl.log" >&2; die "openssl req (self-signed) failed"; }
-cat "$WORK/client/stranger.crt" "$WORK/client/stranger.key" >"$STRANGER_PEM"
-"$PYTHON" -c 'import json, sys; print(json.dumps({"name": "bench-tls", "csr": open(sys.argv[1]).read()}))' \
-    "$WORK/client/client.csr" >"$WORK/client/request.json"
-
 start_upstream
-
-GW_URL="https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
-start "$PROXY_CPU" "$WORK/gateway-sign.log" "$GATEWAY" serve --config "$GW_DIR/config-sign.yaml"
-pid=$STARTED
-wait_ready "gateway (signing)" "$pid" "$WORK/gateway-sign.log" "$GW_URL" --cacert "$CA"
-log "POST the CSR to /api/v3/networks/certificates"
-code=$(curl -sS --max-time 10 --cacert "$CA" -o "$WORK/client/certificate.json" \
-    -w '%{http_code}' -H "Authorization: Bearer $ADMIN_TOKEN" \
-    -H 'Content-Type: application/json' --data-binary "@$WORK/client/request.json" \
-    "https://127.0.0.1:$GATEWAY_PORT/api/v3/networks/certificates") || code=none
-[[ $code == 201 ]] \
-    || { cat "$WORK/client/certificate.json" >&2 || true; die "the CSR got $code, not 201"; }
-json_field certificate <"$WORK/client/certificate.json" >"$WORK/client/client.crt"
-FINGERPRINT=$(json_field fingerprintSha256 <"$WORK/client/certificate.json")
-stop "$pid"
-cat "$WORK/client/client.crt" "$WORK/client/client.key" >"$CLIENT_PEM"
-openssl verify -CAfile "$CA" -purpose sslclient "$WORK/client/client.crt" >/dev/null \
-    || die "the certificate the gateway signed does not verify against its CA for clients"
-[[ $(openssl x509 -in "$WORK/client/client.crt" -noout -fingerprint -sha256 \
-    | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f') == "$FINGERPRINT" ]] \
-    || die "fingerprintSha256 of the answer is not the certificate's"
+# The gateway's CA and server certificate, and a client certificate it signs.
+make_client_certs "$GW_DIR" "$GW_DIR/config.yaml" "$GATEWAY_PORT" bench-tls
 
 # --- the servers under test: both stay up; the one not measured is idle -------------
 start "$PROXY_CPU" "$WORK/nginx-tls/stdout.log" nginx -p "$WORK/nginx-tls/" \
     -c "$WORK/nginx-tls/nginx.conf" -e "$WORK/nginx-tls/error.log"
 NGINX_PID=$STARTED
+GW_URL="https://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
 GW_LOG=$RESULTS/tls-gateway.log
 start "$PROXY_CPU" "$GW_LOG" "$GATEWAY" serve --config "$GW_DIR/config.yaml"
 GW_PID=$STARTED
@@ -248,23 +160,7 @@ wait_ready "nginx (mTLS)" "$NGINX_PID" "$WORK/nginx-tls/error.log" \
 wait_ready "gateway (TLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA"
 wait_ready "gateway (mTLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA" --cert "$CLIENT_PEM"
 
-# Both must check the client certificate, or the mTLS rows measure nothing more.
-code=$(http_status "https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH" --cacert "$CA")
-[[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, without a client certificate"
-code=$(http_status "https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH" --cacert "$CA" \
-    --cert "$STRANGER_PEM")
-[[ $code == 400 ]] || die "nginx (mTLS) answered $code, not 400, to a self-signed certificate"
-code=$(http_status "$GW_URL" --cacert "$CA" --cert "$STRANGER_PEM")
-[[ $code == none ]] \
-    || die "the gateway answered $code to a self-signed client certificate (handshake expected to fail)"
-seen=$(curl -fsS --max-time 5 --cacert "$CA" --cert "$CLIENT_PEM" \
-    "https://127.0.0.1:$GATEWAY_PORT$CERT_ECHO_PATH") || seen=none
-[[ $seen == "$FINGERPRINT" ]] \
-    || die "the upstream got X-Gateway-Client-Cert-Sha256 '$seen', not '$FINGERPRINT'"
-code=$(http_status "$GW_URL" --cacert "$CA")
-[[ $code == 200 ]] || die "the gateway answered $code without a client certificate"
-log "checked: nginx refuses no or a foreign client certificate; the gateway fails the handshake"
-log "on a foreign one and passes the fingerprint of ours upstream"
+check_client_certs "$NGINX_MTLS_PORT" "$GATEWAY_PORT"
 
 # tls_params PORT: `TLSv1.3, TLS_AES_256_GCM_SHA384, X25519, sessions resumed` as
 # openssl s_client sees a server (the session of a first connection offered to a second).
@@ -328,10 +224,10 @@ gateway through \`POST /api/v3/networks/certificates\` (network made with \`gate
 create --secure\`, admin token from \`gateway admin token\`); \$WORK/client/client.pem is the
 certificate then the key (\`ab -E\`). nginx (mTLS listener): \`ssl_verify_client on\`,
 \`ssl_client_certificate\` the gateway CA. The gateway asks every client for a certificate
-and verifies one presented against its CA. Checked before measuring: nginx answers 400
-without a certificate and to a self-signed one; the gateway fails the handshake with the
-self-signed one, and passes the fingerprint of ours to the upstream
-(X-Gateway-Client-Cert-Sha256).")
+and verifies one presented against its CA. Checked before
+measuring: nginx answers 400 without a certificate and to a self-signed one; the gateway
+fails the handshake with the self-signed one, and passes the fingerprint of ours to the
+upstream (X-Gateway-Client-Cert-Sha256).")
 NOTES+=("Tools: wrk cannot present a client certificate, so the mTLS rows use ApacheBench
 (\`ab -E\`), single-threaded, HTTP/1.0 (\`-k\`: Connection: keep-alive); the '(ab)' TLS rows are
 the same-tool twins of the mTLS rows. ab reports latency in whole milliseconds; its
