@@ -479,15 +479,61 @@ check_client_certs() {
     log "on a foreign one and passes the fingerprint of ours upstream"
 }
 
+# build_wrk_client_cert: bench/wrk_client_cert.c, the LD_PRELOAD library that makes wrk
+# present a client certificate, compiled into $WORK (WRK_CLIENT_CERT_SO); wrk must load
+# OpenSSL dynamically for it to work.
+build_wrk_client_cert() {
+    local libraries
+    libraries=$(ldd "$(command -v wrk)" 2>/dev/null) || libraries=""
+    [[ $libraries == *libssl.so* ]] || die "this wrk is not linked to a shared libssl:" \
+        "bench/wrk_client_cert.c cannot give it a client certificate"
+    WRK_CLIENT_CERT_SO=$WORK/wrk_client_cert.so
+    cc -O2 -Wall -Wextra -shared -fPIC -o "$WRK_CLIENT_CERT_SO" "$HERE/wrk_client_cert.c" -ldl \
+        || die "cc could not build $HERE/wrk_client_cert.c"
+}
+
+# wrk_client_cert PEM: LOAD_ENV for wrk presenting the certificate and key in PEM (empty
+# PEM: none).
+wrk_client_cert() {
+    LOAD_ENV=()
+    [[ -z $1 ]] || LOAD_ENV=("LD_PRELOAD=$WRK_CLIENT_CERT_SO" "WRK_CLIENT_CERT=$1")
+}
+
+# check_wrk_client_cert GATEWAY-PORT: a 1 s wrk run with our certificate against the
+# gateway's CERT_ECHO_PATH: every answer must be 200 with the certificate's fingerprint,
+# which the gateway passes upstream only for a certificate presented in the handshake.
+check_wrk_client_cert() {
+    local out=$WORK/wrk-client-cert-check.txt line
+    wrk_client_cert "$CLIENT_PEM"
+    load_limit 1 wrk
+    taskset -c "$LOAD_CPU" "${LOAD_COMMAND[@]}" -t1 -c2 -d1s -s "$HERE/expect_body.lua" \
+        "https://127.0.0.1:$1$CERT_ECHO_PATH" -- "$FINGERPRINT" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "wrk with a client certificate failed"; }
+    LOAD_ENV=()
+    line=$(grep -E '^Body: [0-9]+ of [0-9]+ unexpected$' "$out") \
+        || { cat "$out" >&2; die "no 'Body:' line from bench/expect_body.lua"; }
+    [[ $line =~ ^Body:\ 0\ of\ [1-9] ]] || {
+        cat "$out" >&2
+        die "wrk did not present the client certificate to the gateway ($line)"
+    }
+    log "checked: wrk with bench/wrk_client_cert.so presents the certificate (${line#Body: })"
+}
+
 # --- measuring -----------------------------------------------------------------------
 # What the measured runs print to stderr, by load tool (a script adds its own tools).
 declare -A LOAD_SUMMARY=([wrk]='Requests/sec|Non-2xx|Socket errors|^Tokens:')
 
+# Environment of the load tool (NAME=VALUE words, e.g. LD_PRELOAD for wrk with a client
+# certificate): set by a script around the rows that need it, empty otherwise.
+LOAD_ENV=()
+
 # load_limit SECONDS TOOL: the command of a load run of SECONDS in LOAD_COMMAND, bounded by
-# `timeout` when the script set LOAD_GRACE.
+# `timeout` when the script set LOAD_GRACE, run with `env` when LOAD_ENV is set.
 load_limit() {
     LOAD_COMMAND=("$2")
-    [[ -z ${LOAD_GRACE:-} ]] || LOAD_COMMAND=(timeout -k 5 "$(($1 + LOAD_GRACE))" "$2")
+    ((${#LOAD_ENV[@]} == 0)) || LOAD_COMMAND=(env "${LOAD_ENV[@]}" "$2")
+    [[ -z ${LOAD_GRACE:-} ]] \
+        || LOAD_COMMAND=(timeout -k 5 "$(($1 + LOAD_GRACE))" "${LOAD_COMMAND[@]}")
 }
 
 # run_load CPU OUT SECONDS TOOL ARG...: the load tool in the background, waited for, so

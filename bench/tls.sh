@@ -8,8 +8,9 @@
 #
 # Rows (nginx, then the gateway, for each):
 #   TLS, keep-alive (wrk)                        wrk over https
+#   mTLS, keep-alive (wrk)                       wrk with client.pem (bench/wrk_client_cert.c)
 #   TLS, keep-alive (ab)                         ab -k, the same-tool twin of the mTLS row
-#   mTLS, keep-alive (ab)                        ab -k -E client.pem (wrk has no client cert)
+#   mTLS, keep-alive (ab)                        ab -k -E client.pem (HTTP/1.0: see the README)
 #   TLS, new connection per request (wrk)        wrk -H 'Connection: close' (resumes sessions)
 #   TLS, new connection per request (ab)         ab without -k: a full handshake per request
 #   mTLS, new connection per request (ab)        ab -E client.pem without -k
@@ -51,13 +52,14 @@ check_settings AB_MAX_RATE
 find_venv
 
 install_missing 600 wrk:wrk nginx:nginx ab:apache2-utils openssl:openssl curl:curl \
-    taskset:util-linux timeout:coreutils
+    taskset:util-linux timeout:coreutils cc:gcc
 # `ab -h` exits non-zero: keep its text, then look.
 AB_HELP=$(ab -h 2>&1 || true)
 [[ $AB_HELP == *'-E certfile'* ]] \
     || die "this ab cannot present a client certificate (no -E option): apache2-utils 2.4.x has it"
 check_cpus
 make_work
+build_wrk_client_cert
 
 # --- configurations ------------------------------------------------------------------
 UP_PORT=$(port)
@@ -161,6 +163,7 @@ wait_ready "gateway (TLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA"
 wait_ready "gateway (mTLS)" "$GW_PID" "$GW_LOG" "$GW_URL" --cacert "$CA" --cert "$CLIENT_PEM"
 
 check_client_certs "$NGINX_MTLS_PORT" "$GATEWAY_PORT"
+check_wrk_client_cert "$GATEWAY_PORT"
 
 # tls_params PORT: `TLSv1.3, TLS_AES_256_GCM_SHA384, X25519, sessions resumed` as
 # openssl s_client sees a server (the session of a first connection offered to a second).
@@ -183,6 +186,10 @@ GATEWAY_TLS_PARAMS=$(tls_params "$GATEWAY_PORT")
 log "nginx: $NGINX_TLS_PARAMS; gateway: $GATEWAY_TLS_PARAMS"
 
 pair tls wrk ka
+# wrk presents the client certificate through bench/wrk_client_cert.so (LD_PRELOAD).
+wrk_client_cert "$CLIENT_PEM"
+pair mtls wrk ka
+wrk_client_cert ""
 if ((AB_TLS)); then pair tls ab ka -k; fi
 pair mtls ab ka -k -E "$CLIENT_PEM"
 pair tls wrk new -H 'Connection: close'
@@ -222,16 +229,20 @@ $NGINX_TLS_PARAMS; gateway $GATEWAY_TLS_PARAMS.")
 NOTES+=("Client certificate: an EC P-256 key and CSR made with \`openssl req\`, signed by the
 gateway through \`POST /api/v3/networks/certificates\` (network made with \`gateway network
 create --secure\`, admin token from \`gateway admin token\`); \$WORK/client/client.pem is the
-certificate then the key (\`ab -E\`). nginx (mTLS listener): \`ssl_verify_client on\`,
-\`ssl_client_certificate\` the gateway CA. The gateway asks every client for a certificate
-and verifies one presented against its CA. Checked before
+certificate then the key (\`ab -E\`, wrk_client_cert.so). nginx (mTLS listener):
+\`ssl_verify_client on\`, \`ssl_client_certificate\` the gateway CA. The gateway asks every
+client for a certificate and verifies one presented against its CA. Checked before
 measuring: nginx answers 400 without a certificate and to a self-signed one; the gateway
 fails the handshake with the self-signed one, and passes the fingerprint of ours to the
 upstream (X-Gateway-Client-Cert-Sha256).")
-NOTES+=("Tools: wrk cannot present a client certificate, so the mTLS rows use ApacheBench
-(\`ab -E\`), single-threaded, HTTP/1.0 (\`-k\`: Connection: keep-alive); the '(ab)' TLS rows are
-the same-tool twins of the mTLS rows. ab reports latency in whole milliseconds; its
-\`errors\` are its failed requests (connect, receive, length, exceptions) and write errors.
+NOTES+=("Tools: wrk 4.1 cannot present a client certificate by itself: in the '(wrk)' mTLS
+row bench/wrk_client_cert.so (LD_PRELOAD) loads client.pem into wrk's OpenSSL context,
+checked before measuring to reach the upstream's fingerprint echo through the gateway
+(bench/expect_body.lua). The '(ab)' mTLS rows use ApacheBench (\`ab -E\`), single-threaded,
+HTTP/1.0 (\`-k\`: Connection: keep-alive): the gateway serves HTTP/1.0 through aiohttp, not
+its data plane, so its '(ab)' rows measure that path. The '(ab)' TLS rows are the same-tool
+twins of the mTLS rows. ab reports latency in whole milliseconds; its \`errors\` are its
+failed requests (connect, receive, length, exceptions) and write errors.
 New connection per request: wrk (\`-H 'Connection: close'\`) keeps the TLS session of the
 previous connection and offers it, so with a server that resumes sessions (above) each
 connection is a resumed TLS 1.3 handshake (PSK with an ECDHE key exchange, no certificate
