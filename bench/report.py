@@ -7,7 +7,8 @@ table, read gateway logs.
                                          CPU counters of every core and of each process tree
     report.py record --manifest FILE ...  append one measured row (see --help)
     report.py table --manifest FILE --out FILE --command CMD --reproduce CMD
-                    [--title TEXT] [--ratio-header TEXT] [--note TEXT]... [--appendix FILE]...
+                    [--title TEXT] [--ratio-header TEXT] [--ratio-to SLUG=HEADER]...
+                    [--note TEXT]... [--appendix FILE]...
     report.py gateway-log FILE           status counts and the other log lines, summarised
     report.py jwks-pem --jwks FILE --token JWT --out FILE
                                          the PEM public key of the JWKS key that signed JWT;
@@ -19,8 +20,9 @@ or ApacheBench with `record --tool ab`), the load tool's CPU time, the cores of 
 snapshots taken just before and after the measured run: the server's CPU time per request
 comes from them, and CPU time nobody in the benchmark accounts for is reported. The row
 whose slug is `nginx-proxy` is the baseline of the ratio column, unless a row was recorded
-with `--baseline SLUG` (bench/tls.sh: each gateway row against its nginx row); the ratios
-the project is held to (`TARGETS`) follow the table when both of their rows ran.
+with `--baseline SLUG` (each gateway TLS row against its nginx TLS row); `table --ratio-to`
+adds columns with other baselines. The ratios the project is held to (`TARGETS`) follow
+the table when both of their rows ran.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class Target:
 
 TARGETS = (
     Target("token-checked-warm / gateway-passthrough", "gateway-token-warm", "gateway", 0.85),
-    Target("token-checked-warm / haproxy-jwt", "gateway-token-warm", "haproxy-jwt", 0.7),
+    Target("token-checked-warm / haproxy-jwt", "gateway-token-warm", "haproxy-jwt", 1.5),
+    Target("token-checked-warm / aiohttp-floor", "gateway-token-warm", "aiohttp-floor", 3.0),
+    Target("gateway-passthrough / nginx-proxy", "gateway", "nginx-proxy", 0.3),
 )
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -485,10 +489,17 @@ def cpu_per_request(row: Row) -> str:
     return f"{row.cpu.server_seconds * 1e6 / row.result.requests:,.0f}"
 
 
-def render_table(rows: list[Row], ratio_header: str = DEFAULT_RATIO_HEADER) -> str:
-    """The results table."""
+def render_table(
+    rows: list[Row],
+    ratio_header: str = DEFAULT_RATIO_HEADER,
+    ratios_to: list[tuple[str, str]] | None = None,
+) -> str:
+    """The results table. `ratios_to`: (slug, header) of more ratio columns, each row's
+    requests/s over that row's; a column whose row was not measured is left out."""
     rates = {r.slug: r.result.requests_per_sec for r in rows}
+    extra = [(slug, header) for slug, header in ratios_to or [] if rates.get(slug)]
     headers = ["target", "requests/s", "p50", "p99", ratio_header]
+    headers += [header for _, header in extra]
     headers += ["errors", "server CPU", "server CPU us/request"]
     lines = [
         "| " + " | ".join(headers) + " |",
@@ -502,6 +513,7 @@ def render_table(rows: list[Row], ratio_header: str = DEFAULT_RATIO_HEADER) -> s
             _ms(res.p50),
             _ms(res.p99),
             _ratio(res.requests_per_sec, rates.get(row.baseline)),
+            *(_ratio(res.requests_per_sec, rates[slug]) for slug, _ in extra),
             row.errors or res.errors_text(),
             f"{row.cpu.server:.0f}% of {cores_text(row.cpu.server_cores)}",
             cpu_per_request(row),
@@ -563,6 +575,7 @@ def render_report(
     appendices: list[Path],
     title: str = "Gateway proxy benchmark",
     ratio_header: str = DEFAULT_RATIO_HEADER,
+    ratios_to: list[tuple[str, str]] | None = None,
 ) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     tools = " and ".join(dict.fromkeys(row.tool for row in rows)) or "wrk"
@@ -576,7 +589,7 @@ def render_report(
         f"Run {now} on {platform.node() or 'unknown host'}, {platform.system()} "
         f"{platform.release()}, {platform.machine()}, {os.cpu_count()} CPUs.",
         "",
-        render_table(rows, ratio_header),
+        render_table(rows, ratio_header, ratios_to),
         "",
         *render_targets(rows),
         *(
@@ -755,6 +768,13 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--reproduce", required=True, help="the command with every setting")
     table.add_argument("--title", default="Gateway proxy benchmark")
     table.add_argument("--ratio-header", default=DEFAULT_RATIO_HEADER)
+    table.add_argument(
+        "--ratio-to",
+        action="append",
+        default=[],
+        metavar="SLUG=HEADER",
+        help="one more ratio column: requests/s over SLUG's (left out when SLUG did not run)",
+    )
     table.add_argument("--note", action="append", default=[])
     table.add_argument(
         "--appendix",
@@ -820,6 +840,10 @@ def main(argv: list[str] | None = None) -> int:
             args.appendix,
             title=args.title,
             ratio_header=args.ratio_header,
+            ratios_to=[
+                (slug, header)
+                for slug, _, header in (item.partition("=") for item in args.ratio_to)
+            ],
         )
     except OSError as exc:
         print(f"report.py: {exc}", file=sys.stderr)

@@ -3,7 +3,8 @@
 # as a proxy, the gateway on a `public` route (access log on, then off), the gateway
 # checking a bearer token (one token, cached; then a new token per request), HAProxy
 # verifying the same JWTs (`jwt_verify`) and, for reference, a minimal aiohttp proxy, all
-# with wrk (HTTP/1.1 keep-alive). See bench/README.md.
+# with wrk (HTTP/1.1 keep-alive). Every row has p50/p99 and the proxy's CPU time per
+# request. See bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -109,11 +110,16 @@ measure_wrk() { measure "$1" "$2" wrk "" "${@:3}"; }
 
 # gateway_errors SLUG LABEL LOGFILE: explain non-2xx answers or socket errors from the log.
 gateway_errors() {
-    local slug=$1 label=$2 logfile=$3 summary=$WORK/errors-$1.txt count sockets
+    local slug=$1 label=$2 logfile=$3 summary=$WORK/errors-$1.txt count sockets silent
     local -a outs=("$WORK/load-$slug"-[0-9]*.txt)
     count=$(sed -nE 's/^ *Non-2xx or 3xx responses: *([0-9]+).*/\1/p' "${outs[@]}" \
         | awk '{ n += $1 } END { if (NR) print n }')
     sockets=$(sed -nE 's/^ *(Socket errors: .*)/\1/p' "${outs[@]}" | paste -sd ';' -)
+    # A run that completed no request at all (the server stalled) is an error too.
+    silent=$(cat "${outs[@]}" | grep -cE '^ *0 requests in ' || true)
+    if ((silent)); then
+        sockets+="${sockets:+; }$silent run(s) completed no request"
+    fi
     [[ -n $count || -n $sockets ]] || return 0
     {
         printf '%s: wrk saw %s non-2xx responses%s.\n' "$label" "${count:-0}" \
@@ -347,4 +353,6 @@ note_versions "$VERSIONS"
 
 SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
 SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS"
-write_table latest.md "$SETTINGS"
+write_table latest.md "$SETTINGS" \
+    --ratio-to "aiohttp-floor=ratio to aiohttp floor" \
+    --ratio-to "haproxy-jwt=ratio to haproxy jwt_verify"
