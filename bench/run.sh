@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Passthrough benchmark on loopback: upstream nginx directly, nginx as a proxy, HAProxy
-# as a proxy, the gateway on a `public` route (access log on, then off), the gateway
-# checking a bearer token (one token, cached; then a new token per request), HAProxy
-# verifying the same JWTs (`jwt_verify`) and, for reference, a minimal aiohttp proxy, all
-# with wrk (HTTP/1.1 keep-alive). Every row has p50/p99 and the proxy's CPU time per
-# request. See bench/README.md.
+# as a proxy, the gateway on a `public` route (access log on, then off), nginx and the
+# gateway terminating TLS and mTLS (kept-alive connections), the gateway checking a bearer
+# token (one token, cached; then a new token per request), HAProxy verifying the same JWTs
+# (`jwt_verify`) and, for reference, a minimal aiohttp proxy, all with wrk (HTTP/1.1
+# keep-alive). Every row has p50/p99 and the proxy's CPU time per request. See
+# bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -20,6 +21,7 @@
 #   BENCH_AIOHTTP_FLOOR=1  also measure bench/aiohttp_floor.py, a bare aiohttp proxy (0: skip)
 #   BENCH_TOKENS=1         also measure the token rows: gateway and HAProxy checking JWTs (0: skip)
 #   BENCH_COLD_TOKENS=200000  tokens minted for the rows with a new token per request
+#   BENCH_TLS=1            also measure TLS and mTLS, nginx and the gateway (0: skip)
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
@@ -33,16 +35,22 @@ GATEWAY_QUIET=${BENCH_GATEWAY_QUIET:-1}
 AIOHTTP_FLOOR=${BENCH_AIOHTTP_FLOOR:-1}
 TOKEN_ROWS=${BENCH_TOKENS:-1}
 COLD_TOKENS=${BENCH_COLD_TOKENS:-200000}
+TLS_ROWS=${BENCH_TLS:-1}
 
 check_settings COLD_TOKENS
+[[ $TLS_ROWS == [01] ]] || die "BENCH_TLS must be 0 or 1, got '$TLS_ROWS'"
 ((COLD_TOKENS >= THREADS && COLD_TOKENS <= 10000000)) \
     || die "BENCH_COLD_TOKENS must be between BENCH_THREADS and 10000000, got $COLD_TOKENS"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 find_venv
 
-install_missing 0 wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux
+TOOLS=(wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux)
+# TLS rows: certificates, and the library that gives wrk a client certificate.
+((TLS_ROWS == 0)) || TOOLS+=(openssl:openssl cc:gcc)
+install_missing 0 "${TOOLS[@]}"
 check_cpus
 make_work
+((TLS_ROWS == 0)) || build_wrk_client_cert
 
 # --- configurations ------------------------------------------------------------------
 UP_PORT=$(port)
@@ -51,10 +59,13 @@ HAPROXY_PORT=$(port)
 GATEWAY_PORT=$(port)
 HAPROXY_JWT_PORT=$(port)
 FLOOR_PORT=$(port)
+NGINX_TLS_PORT=$(port)
+NGINX_MTLS_PORT=$(port)
+GATEWAY_TLS_PORT=$(port)
 
-# The upstream answers every path alike (no location of its own here).
-# shellcheck disable=SC2119
-write_upstream_conf
+# The upstream answers every path alike, but the one that echoes the client certificate's
+# fingerprint the gateway sent (to check the mTLS rows).
+write_upstream_conf "${CERT_ECHO_LOCATION[@]}"
 write_nginx_conf "$WORK/nginx-proxy" "$(nginx_upstream)
     server {
         listen 127.0.0.1:$NGINX_PROXY_PORT backlog=4096;
@@ -97,6 +108,10 @@ write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" "$GW_HTTP" null fa
 # The token rows: the gateway as shipped (access log on) with a rule asking for a token on
 # /api/**. The passthrough rows keep the public-only policy, on the same path.
 write_gateway_conf "$WORK/gateway/config-token.yaml" "$GW_HTTP" null true bench-token.yaml
+# The TLS rows: the HTTPS listener only, access log on, the public-only policy.
+write_gateway_conf "$WORK/gateway/config-tls.yaml" null "$(gateway_https "$GATEWAY_TLS_PORT")" \
+    true bench.yaml
+write_nginx_tls_conf "$WORK/nginx-tls" "$NGINX_TLS_PORT" "$NGINX_MTLS_PORT" "$WORK/gateway/certs"
 write_policy "$WORK/gateway/policies/bench.yaml"
 write_policy "$WORK/gateway/policies/bench-token.yaml" '  - name: bench-token' \
     '    match: {path: "/api/**"}' '    auth: any_token'
@@ -231,6 +246,66 @@ if [[ $GATEWAY_QUIET == 1 ]]; then
     gateway_errors gateway-quiet "gateway, public route (access log off)" "$GW_LOG"
 fi
 
+if [[ $TLS_ROWS == 1 ]]; then
+    # The gateway's CA and server certificate (nginx's too), and a client certificate the
+    # gateway signs for a network (CSR posted with an admin token).
+    make_client_certs "$WORK/gateway" "$WORK/gateway/config-tls.yaml" "$GATEWAY_TLS_PORT" \
+        bench-tls
+    # nginx and the gateway stay up through the four rows; the one not measured is idle.
+    start "$PROXY_CPU" "$WORK/nginx-tls/stdout.log" nginx -p "$WORK/nginx-tls/" \
+        -c "$WORK/nginx-tls/nginx.conf" -e "$WORK/nginx-tls/error.log"
+    nginx_pid=$STARTED
+    GW_TLS_LOG=$RESULTS/gateway-tls.log
+    start "$PROXY_CPU" "$GW_TLS_LOG" "$GATEWAY" serve --config "$WORK/gateway/config-tls.yaml"
+    gw_pid=$STARTED
+    NGINX_TLS_URL="https://127.0.0.1:$NGINX_TLS_PORT$BENCH_PATH"
+    NGINX_MTLS_URL="https://127.0.0.1:$NGINX_MTLS_PORT$BENCH_PATH"
+    GW_TLS_URL="https://127.0.0.1:$GATEWAY_TLS_PORT$BENCH_PATH"
+    wait_ready "nginx (TLS)" "$nginx_pid" "$WORK/nginx-tls/error.log" "$NGINX_TLS_URL" \
+        --cacert "$CA"
+    wait_ready "nginx (mTLS)" "$nginx_pid" "$WORK/nginx-tls/error.log" "$NGINX_MTLS_URL" \
+        --cacert "$CA" --cert "$CLIENT_PEM"
+    wait_ready "gateway (TLS)" "$gw_pid" "$GW_TLS_LOG" "$GW_TLS_URL" --cacert "$CA"
+    wait_ready "gateway (mTLS)" "$gw_pid" "$GW_TLS_LOG" "$GW_TLS_URL" --cacert "$CA" \
+        --cert "$CLIENT_PEM"
+    check_client_certs "$NGINX_MTLS_PORT" "$GATEWAY_TLS_PORT"
+    check_wrk_client_cert "$GATEWAY_TLS_PORT"
+
+    measure nginx-tls "nginx, TLS, keep-alive" wrk nginx-tls "$LOAD_CPU" "$nginx_pid" \
+        "$PROXY_CPU" "$NGINX_TLS_URL"
+    measure gateway-tls "gateway, TLS, keep-alive" wrk nginx-tls "$LOAD_CPU" "$gw_pid" \
+        "$PROXY_CPU" "$GW_TLS_URL"
+    # wrk presents the client certificate through bench/wrk_client_cert.so (LD_PRELOAD).
+    wrk_client_cert "$CLIENT_PEM"
+    measure nginx-mtls "nginx, mTLS, keep-alive" wrk nginx-mtls "$LOAD_CPU" "$nginx_pid" \
+        "$PROXY_CPU" "$NGINX_MTLS_URL"
+    measure gateway-mtls "gateway, mTLS, keep-alive" wrk nginx-mtls "$LOAD_CPU" "$gw_pid" \
+        "$PROXY_CPU" "$GW_TLS_URL"
+    wrk_client_cert ""
+    stop "$gw_pid"
+    stop "$nginx_pid"
+    gateway_errors gateway-tls "gateway, TLS, keep-alive" "$GW_TLS_LOG"
+    gateway_errors gateway-mtls "gateway, mTLS, keep-alive" "$GW_TLS_LOG"
+    SERVER_KEY=$(openssl x509 -in "$CERTS/server.pem" -noout -text \
+        | sed -nE 's/^ *(Public Key Algorithm|NIST CURVE): *(.*)$/\2/p' | paste -sd ' ' -)
+    NOTES+=("TLS rows: nginx (1 worker, no access log, \`ssl_protocols TLSv1.2 TLSv1.3\`,
+default ciphers and session tickets, proxying as the nginx proxy row) and the gateway (1
+worker, the HTTPS listener only, access log on, the public route of the passthrough rows)
+use the server certificate and key \`gateway init\` made (${SERVER_KEY:-key type unknown},
+signed by the gateway CA); wrk over https on kept-alive connections, so there is one
+handshake per connection, during the warm-up. The ratio column of a gateway TLS row
+divides by the nginx row of the same transport just above it. mTLS: the client
+certificate is an EC P-256 key whose CSR the gateway signed (\`POST
+/api/v3/networks/certificates\` with an admin token of a network made with \`gateway
+network create --secure\`); wrk 4.1 cannot present one, so bench/wrk_client_cert.so
+(LD_PRELOAD) loads it into wrk's OpenSSL context. nginx's mTLS listener requires it
+(\`ssl_verify_client on\`, the gateway CA); the gateway asks every client for one, verifies
+it against its CA and sends its SHA-256 fingerprint upstream with every request. Checked
+before measuring: nginx answers 400 without a certificate and to a self-signed one; the
+gateway fails the handshake with the self-signed one and passes our fingerprint upstream,
+also to wrk with the library (\`bench/expect_body.lua\`).")
+fi
+
 if [[ $TOKEN_ROWS == 1 ]]; then
     GW_TOKEN_CONF=$WORK/gateway/config-token.yaml
     log "minting 1 + $COLD_TOKENS access tokens (about 30 s per 200,000 here)"
@@ -347,12 +422,15 @@ writes its log to a file.")
 # awk reads all of the output: `head` could leave haproxy a SIGPIPE (fatal with pipefail).
 VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 VERSIONS+=", $(haproxy -v | awk 'NR == 1 { print $1, $2, $3 }')"
-VERSIONS+=", $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }'), $("$PYTHON" -c 'import platform, aiohttp
-print("Python", platform.python_version(), "aiohttp", aiohttp.__version__)')"
+VERSIONS+=", $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $1, $2 }')"
+VERSIONS+=", $("$PYTHON" -c 'import platform, ssl, aiohttp
+openssl = " ".join(ssl.OPENSSL_VERSION.split()[:2])
+print("Python", platform.python_version(), "with", openssl, "aiohttp", aiohttp.__version__)')"
+((TLS_ROWS == 0)) || VERSIONS+=", $(openssl version | awk '{ print $1, $2 }') (wrk, nginx)"
 note_versions "$VERSIONS"
 
 SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
-SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS"
-write_table latest.md "$SETTINGS" \
+SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS BENCH_TLS=$TLS_ROWS"
+write_table latest.md "$SETTINGS" --ratio-header "ratio to nginx req/s (same transport)" \
     --ratio-to "aiohttp-floor=ratio to aiohttp floor" \
     --ratio-to "haproxy-jwt=ratio to haproxy jwt_verify"
