@@ -291,9 +291,10 @@ location / {
 EOF
 }
 
-# write_gateway_conf FILE HTTP HTTPS ACCESS-LOG POLICY...: one worker, the listeners as
-# given (YAML, `null` for none), the upstream nginx as the only region's upstream. Every
-# configuration of a script shares the folder (store, signing keys, certificates).
+# write_gateway_conf FILE HTTP HTTPS ACCESS-LOG POLICY...: one worker (GW_WORKERS=N before
+# the call: N), the listeners as given (YAML, `null` for none), the upstream nginx as the
+# only region's upstream. Every configuration of a script shares the folder (store, signing
+# keys, certificates).
 write_gateway_conf() {
     local file=$1 http=$2 https=$3 access_log=$4 policies
     shift 4
@@ -303,7 +304,7 @@ write_gateway_conf() {
 server:
   http: $http
   https: $https
-  workers: 1
+  workers: ${GW_WORKERS:-1}
   access_log: $access_log
 store:
   url: sqlite:///var/gateway.db

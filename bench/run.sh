@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Passthrough benchmark on loopback: upstream nginx directly, nginx as a proxy, HAProxy
-# as a proxy, the gateway on a `public` route (access log on, then off), nginx and the
-# gateway terminating TLS and mTLS (kept-alive connections), the gateway checking a bearer
-# token (one token, cached; then a new token per request), HAProxy verifying the same JWTs
-# (`jwt_verify`) and, for reference, a minimal aiohttp proxy, all with wrk (HTTP/1.1
-# keep-alive). Every row has p50/p99 and the proxy's CPU time per request. See
-# bench/README.md.
+# as a proxy, the gateway on a `public` route (access log on, then off; then with 2
+# workers), nginx and the gateway terminating TLS and mTLS (kept-alive connections), the
+# gateway checking a bearer token (one token, cached; then a new token per request),
+# HAProxy verifying the same JWTs (`jwt_verify`) and, for reference, a minimal aiohttp
+# proxy, all with wrk (HTTP/1.1 keep-alive). Every row has p50/p99 and the proxy's CPU
+# time per request. See bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -22,6 +22,9 @@
 #   BENCH_TOKENS=1         also measure the token rows: gateway and HAProxy checking JWTs (0: skip)
 #   BENCH_COLD_TOKENS=200000  tokens minted for the rows with a new token per request
 #   BENCH_TLS=1            also measure TLS and mTLS, nginx and the gateway (0: skip)
+#   BENCH_WORKERS=2        workers of the multi-worker gateway row (0: skip the row)
+#   BENCH_WORKERS_CPUS=0,1 cores of the multi-worker gateway (default: the load core and
+#                          the proxy core, so it shares one with wrk and the upstream)
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
@@ -36,9 +39,16 @@ AIOHTTP_FLOOR=${BENCH_AIOHTTP_FLOOR:-1}
 TOKEN_ROWS=${BENCH_TOKENS:-1}
 COLD_TOKENS=${BENCH_COLD_TOKENS:-200000}
 TLS_ROWS=${BENCH_TLS:-1}
+WORKERS=${BENCH_WORKERS:-2}
+WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
 
-check_settings COLD_TOKENS
+check_settings COLD_TOKENS WORKERS
 [[ $TLS_ROWS == [01] ]] || die "BENCH_TLS must be 0 or 1, got '$TLS_ROWS'"
+((WORKERS != 1 && WORKERS <= 64)) \
+    || die "BENCH_WORKERS must be 0 (no row) or 2-64, got $WORKERS"
+WORKERS_CPUS=${WORKERS_CPUS:-$LOAD_CPU,$PROXY_CPU}
+[[ $WORKERS_CPUS =~ ^[0-9]+(,[0-9]+)*$ ]] \
+    || die "BENCH_WORKERS_CPUS must be a list of cores such as 0,1, got '$WORKERS_CPUS'"
 ((COLD_TOKENS >= THREADS && COLD_TOKENS <= 10000000)) \
     || die "BENCH_COLD_TOKENS must be between BENCH_THREADS and 10000000, got $COLD_TOKENS"
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
@@ -49,6 +59,9 @@ TOOLS=(wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux)
 ((TLS_ROWS == 0)) || TOOLS+=(openssl:openssl cc:gcc)
 install_missing 0 "${TOOLS[@]}"
 check_cpus
+for core in ${WORKERS_CPUS//,/ }; do
+    ((core < $(nproc))) || die "BENCH_WORKERS_CPUS: no CPU $core here ($(nproc) CPUs)"
+done
 make_work
 ((TLS_ROWS == 0)) || build_wrk_client_cert
 
@@ -108,6 +121,9 @@ write_gateway_conf "$WORK/gateway/config-access-log-off.yaml" "$GW_HTTP" null fa
 # The token rows: the gateway as shipped (access log on) with a rule asking for a token on
 # /api/**. The passthrough rows keep the public-only policy, on the same path.
 write_gateway_conf "$WORK/gateway/config-token.yaml" "$GW_HTTP" null true bench-token.yaml
+# The multi-worker row: the first configuration with more workers.
+GW_WORKERS=$WORKERS write_gateway_conf "$WORK/gateway/config-workers.yaml" "$GW_HTTP" null \
+    true bench.yaml
 # The TLS rows: the HTTPS listener only, access log on, the public-only policy.
 write_gateway_conf "$WORK/gateway/config-tls.yaml" null "$(gateway_https "$GATEWAY_TLS_PORT")" \
     true bench.yaml
@@ -244,6 +260,35 @@ if [[ $GATEWAY_QUIET == 1 ]]; then
         "$PROXY_CPU" "$GW_URL"
     stop "$pid"
     gateway_errors gateway-quiet "gateway, public route (access log off)" "$GW_LOG"
+fi
+
+if ((WORKERS > 1)); then
+    # Every worker listens (SO_REUSEPORT) before the warm-up: wait for each one's line.
+    workers_cores="CPU $WORKERS_CPUS"
+    [[ $WORKERS_CPUS != *,* ]] || workers_cores="CPUs ${WORKERS_CPUS//,/+}"
+    label="gateway, public route, $WORKERS workers on $workers_cores"
+    shared=""
+    [[ ,$WORKERS_CPUS, == *",$LOAD_CPU,"* ]] && shared=" (shared with wrk and the upstream)"
+    label+=$shared
+    GW_LOG=$RESULTS/gateway-workers.log
+    start "$WORKERS_CPUS" "$GW_LOG" "$GATEWAY" serve --config "$WORK/gateway/config-workers.yaml"
+    pid=$STARTED
+    wait_ready "gateway ($WORKERS workers)" "$pid" "$GW_LOG" "$GW_URL"
+    for ((i = 0; i < 300; i++)); do
+        (($(grep -c '"listening on' "$GW_LOG" || true) >= WORKERS)) && break
+        sleep 0.1
+    done
+    (($(grep -c '"listening on' "$GW_LOG" || true) >= WORKERS)) \
+        || die "gateway ($WORKERS workers): fewer than $WORKERS 'listening on' lines in $GW_LOG"
+    measure_wrk gateway-workers "$label" "$LOAD_CPU" "$pid" "$WORKERS_CPUS" "$GW_URL"
+    stop "$pid"
+    gateway_errors gateway-workers "$label" "$GW_LOG"
+    NOTES+=("'$label': the gateway as in the first gateway row (access log on) with
+\`server.workers: $WORKERS\`: a supervisor process forks $WORKERS workers that share the
+port (SO_REUSEPORT); all of them pinned with \`taskset -c $WORKERS_CPUS\`$shared. Its server
+CPU and CPU per request count the supervisor and every worker; its CPU share is of those
+cores together (100%: all of them busy). The ratio column divides by the nginx proxy (1
+worker on CPU $PROXY_CPU).")
 fi
 
 if [[ $TLS_ROWS == 1 ]]; then
@@ -415,10 +460,13 @@ aiohttp's client on this core. The gateway forwards through its own client
 fi
 stop "$UP_PID"
 
-NOTES+=("Pinning: the proxy under test alone on CPU $PROXY_CPU; wrk ($THREADS thread(s))
+PINNING="Pinning: the proxy under test alone on CPU $PROXY_CPU; wrk ($THREADS thread(s))
 and the upstream nginx (1 worker) share CPU $LOAD_CPU. Direct row: upstream nginx on CPU
-$LOAD_CPU, wrk on CPU $PROXY_CPU. nginx and HAProxy run without access logs; the gateway
-writes its log to a file.")
+$LOAD_CPU, wrk on CPU $PROXY_CPU."
+((WORKERS < 2)) \
+    || PINNING+=" The $WORKERS-worker gateway row: the gateway on $workers_cores$shared."
+NOTES+=("$PINNING nginx and HAProxy run without access logs; the gateway writes its log to a
+file.")
 # awk reads all of the output: `head` could leave haproxy a SIGPIPE (fatal with pipefail).
 VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 VERSIONS+=", $(haproxy -v | awk 'NR == 1 { print $1, $2, $3 }')"
@@ -431,6 +479,7 @@ note_versions "$VERSIONS"
 
 SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
 SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS BENCH_TLS=$TLS_ROWS"
+SETTINGS+=" BENCH_WORKERS=$WORKERS BENCH_WORKERS_CPUS=$WORKERS_CPUS"
 write_table latest.md "$SETTINGS" --ratio-header "ratio to nginx req/s (same transport)" \
     --ratio-to "aiohttp-floor=ratio to aiohttp floor" \
     --ratio-to "haproxy-jwt=ratio to haproxy jwt_verify"
