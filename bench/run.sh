@@ -4,8 +4,9 @@
 # workers), nginx and the gateway terminating TLS and mTLS (kept-alive connections), the
 # gateway checking a bearer token (one token, cached; then a new token per request),
 # HAProxy verifying the same JWTs (`jwt_verify`) and, for reference, a minimal aiohttp
-# proxy, all with wrk (HTTP/1.1 keep-alive). Every row has p50/p99 and the proxy's CPU
-# time per request. See bench/README.md.
+# proxy (the floor) and the raw uvloop + httptools probe (the ceiling), all with wrk
+# (HTTP/1.1 keep-alive). Every row has p50/p99 and the proxy's CPU time per request. See
+# bench/README.md.
 #
 #   bash bench/run.sh          (or: make bench)
 #
@@ -25,6 +26,8 @@
 #   BENCH_WORKERS=2        workers of the multi-worker gateway row (0: skip the row)
 #   BENCH_WORKERS_CPUS=0,1 cores of the multi-worker gateway (default: the load core and
 #                          the proxy core, so it shares one with wrk and the upstream)
+#   BENCH_RAW_PROBE=../shared/probes/raw_proxy.py  the ceiling probe, relative to the
+#                          project root, run from there (empty: skip; missing: skipped)
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
@@ -41,6 +44,7 @@ COLD_TOKENS=${BENCH_COLD_TOKENS:-200000}
 TLS_ROWS=${BENCH_TLS:-1}
 WORKERS=${BENCH_WORKERS:-2}
 WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
+RAW_PROBE_SETTING=${BENCH_RAW_PROBE-../shared/probes/raw_proxy.py}
 
 check_settings COLD_TOKENS WORKERS
 [[ $TLS_ROWS == [01] ]] || die "BENCH_TLS must be 0 or 1, got '$TLS_ROWS'"
@@ -62,6 +66,9 @@ check_cpus
 for core in ${WORKERS_CPUS//,/ }; do
     ((core < $(nproc))) || die "BENCH_WORKERS_CPUS: no CPU $core here ($(nproc) CPUs)"
 done
+# The raw probe: an instrument outside the project, run where it is, never copied in.
+RAW_PROBE=$RAW_PROBE_SETTING
+[[ -z $RAW_PROBE || $RAW_PROBE == /* ]] || RAW_PROBE=$ROOT/$RAW_PROBE
 make_work
 ((TLS_ROWS == 0)) || build_wrk_client_cert
 
@@ -75,6 +82,7 @@ FLOOR_PORT=$(port)
 NGINX_TLS_PORT=$(port)
 NGINX_MTLS_PORT=$(port)
 GATEWAY_TLS_PORT=$(port)
+RAW_PORT=$(port)
 
 # The upstream answers every path alike, but the one that echoes the client certificate's
 # fingerprint the gateway sent (to check the mTLS rows).
@@ -458,6 +466,28 @@ client (uvloop) relaying the GET and nothing else, about the ceiling of a proxy 
 aiohttp's client on this core. The gateway forwards through its own client
 (gateway/proxy/upstream_client.py, httptools), so it can be faster than this row.")
 fi
+if [[ -n $RAW_PROBE && -f $RAW_PROBE ]]; then
+    RAW_URL="http://127.0.0.1:$RAW_PORT$BENCH_PATH"
+    label="raw probe: uvloop + httptools proxy (ceiling)"
+    start "$PROXY_CPU" "$WORK/raw-probe.log" "$PYTHON" "$RAW_PROBE" --port "$RAW_PORT" \
+        --upstream "127.0.0.1:$UP_PORT"
+    pid=$STARTED
+    wait_ready "raw probe" "$pid" "$WORK/raw-probe.log" "$RAW_URL"
+    measure_wrk raw-probe "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" "$RAW_URL"
+    stop "$pid"
+    RAW_SHA=$(sha256sum "$RAW_PROBE" | cut -c1-12)
+    NOTES+=("'$label' is $(realpath "$RAW_PROBE") (sha256 $RAW_SHA...), an instrument kept
+outside the project and run from there with the project's Python: asyncio Protocols on
+uvloop, httptools on both sides, one kept-alive upstream connection per client connection,
+GET without bodies only, no policy, logging or header rules. About the most a Python proxy
+can do per request on this core: the ceiling of the gateway's rows.")
+elif [[ -n $RAW_PROBE ]]; then
+    log "warning: no raw probe at $RAW_PROBE: its row is skipped"
+    NOTES+=("No raw probe row: $RAW_PROBE_SETTING (BENCH_RAW_PROBE, from the project root) was
+not found.")
+else
+    NOTES+=("No raw probe row: BENCH_RAW_PROBE is empty.")
+fi
 stop "$UP_PID"
 
 PINNING="Pinning: the proxy under test alone on CPU $PROXY_CPU; wrk ($THREADS thread(s))
@@ -480,6 +510,7 @@ note_versions "$VERSIONS"
 SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
 SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS BENCH_TLS=$TLS_ROWS"
 SETTINGS+=" BENCH_WORKERS=$WORKERS BENCH_WORKERS_CPUS=$WORKERS_CPUS"
+SETTINGS+=" BENCH_RAW_PROBE=$(printf '%q' "$RAW_PROBE_SETTING")"
 write_table latest.md "$SETTINGS" --ratio-header "ratio to nginx req/s (same transport)" \
     --ratio-to "aiohttp-floor=ratio to aiohttp floor" \
     --ratio-to "haproxy-jwt=ratio to haproxy jwt_verify"
