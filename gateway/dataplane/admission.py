@@ -1,13 +1,21 @@
 """Whether the data plane forwards a parsed request itself: the same route table and the
-same auth decision as the aiohttp path, on the same normalised request. A request
-they would refuse, or one whose shape only the aiohttp path implements, is handed off
-(None) and answered there; this module never answers anything itself."""
+same auth decision as the aiohttp path, on the same normalised request. A request whose
+shape only the aiohttp path implements is handed off (None) and answered there; a
+refusal of the decision is returned for the connection to answer with the contract's
+error. This module never answers anything itself."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.auth.decision import NO_CREDENTIAL, Allowed, Credential, RequestFacts, decide
+from gateway.auth.decision import (
+    NO_CREDENTIAL,
+    Allowed,
+    Credential,
+    Refused,
+    RequestFacts,
+    decide,
+)
 from gateway.auth.gate import token_credential
 from gateway.auth.principal import Principal
 from gateway.auth.state import AuthState
@@ -93,10 +101,20 @@ def _route(settings: Settings, method: str, host: str, target: str) -> Routed | 
                   settings.pools[settings.config.regions.for_host(host).name])
 
 
+@dataclass(slots=True)
+class Refusal:
+    """A request the decision refused: answered here with the contract's error, as the
+    aiohttp path answers it (the connection stays on the data plane)."""
+
+    rule: Rule
+    path: str  # normalised
+    refused: Refused
+
+
 def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState, *,
           client_cert: str | None, stale: str | None, routes: RouteCache
-          ) -> Admitted | None:
-    """The admitted request, or None to hand it off."""
+          ) -> Admitted | Refusal | None:
+    """The admitted request, its refusal, or None to hand it off."""
     host = head.headers["Host"]
     routed = routes.rule_for(settings, head.method, host, head.target)
     if routed is None:
@@ -115,7 +133,8 @@ def admit(head: Head, settings: Settings, tokens: TokenService, state: AuthState
                       facts=RequestFacts(head.method, client_cert),
                       stale=stale if not rule.serve_stale else None,
                       expiry_warning=settings.config.notices.expiry_warning)
-    if not isinstance(decision, Allowed):
-        return None  # refusals are counted, logged and answered by the aiohttp path
+    if isinstance(decision, Refused):
+        return Refusal(rule, routed.path, decision)
+    assert isinstance(decision, Allowed)
     return Admitted(rule, routed.path, routed.query, host, routed.pool, decision.principal,
                     decision.warning, token)

@@ -16,16 +16,23 @@ import logging
 import time
 from collections.abc import Coroutine, Sequence
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 from multidict import CIMultiDict
 
 from gateway.accesslog import access_line
-from gateway.dataplane.admission import Admitted, admit
+from gateway.dataplane.admission import Admitted, Refusal, admit
 from gateway.dataplane.request import MAX_HEAD, Head, head_end, parse_head
 from gateway.errors import GatewayError, error_body
 from gateway.proxy.deadline import Deadline
-from gateway.proxy.forward import OutboundRequest, Relayable, failed_over, send_upstream
+from gateway.proxy.forward import (
+    IDEMPOTENT,
+    OutboundRequest,
+    Relayable,
+    failed_over,
+    send_upstream,
+)
 from gateway.proxy.headers import (
     forwarded_request_headers,
     forwarded_response_fields,
@@ -68,9 +75,9 @@ def http_date() -> str:
 class Exchange:
     """One request forwarded: what the access line, the metrics and the answer need."""
 
-    __slots__ = ("admitted", "body", "candidates", "connection", "head", "keep_alive",
-                 "outbound", "pool", "recorded", "request_id", "settings", "started", "status",
-                 "trace", "upstream")
+    __slots__ = ("admitted", "body", "candidates", "connection", "head", "idempotent",
+                 "keep_alive", "outbound", "pool", "recorded", "request_id", "settings",
+                 "started", "status", "trace", "upstream")
 
     def __init__(self, head: Head, admitted: Admitted, request_id: str, trace: RequestTrace,
                  pool: RegionPool, outbound: OutboundRequest, settings: Settings) -> None:
@@ -89,6 +96,7 @@ class Exchange:
         self.candidates: Sequence[Upstream] = ()
         self.connection: UpstreamConnection | None = None  # while on callbacks
         self.recorded = False
+        self.idempotent = head.method in IDEMPOTENT  # may be sent twice
 
     def at(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -133,7 +141,7 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if self._busy:
+        if self._busy or self._write_paused:
             if len(self._buffer) > MAX_BUFFERED and not self._reading_paused:
                 self._pause_reading()
             return
@@ -163,18 +171,28 @@ class DataPlaneConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_writer()
+        if not self._busy and self._exchange is None:
+            self._resume()
+            self._next()  # the requests that waited for the client to read
 
     # -- requests -----------------------------------------------------------------------
 
     def _next(self) -> None:
-        """Serve the next buffered request, or wait for more bytes."""
-        if self._gone or self._transport is None:
-            return
+        """Serve the next buffered request, or wait for more bytes. Refusals are answered
+        in this loop (not by recursion: a pipeline of them cannot grow the stack)."""
+        while self._serve_one():
+            pass
+
+    def _serve_one(self) -> bool:
+        """Start the next buffered request; True when it was answered at once (a refusal)
+        and the one after it may start."""
+        if self._gone or self._transport is None or self._write_paused:
+            return False  # (a client not reading its answers gets no more of them)
         settings = self._plane.settings()
         server = settings.config.server
         if not self._buffer:
             self._deadline.arm(server.keepalive_timeout, self._close, kind="idle")
-            return
+            return False
         end = head_end(self._buffer)
         if end < 0:
             # Too long, or a bare LF (a head llhttp might end where CRLF CRLF is not):
@@ -184,28 +202,69 @@ class DataPlaneConnection(asyncio.Protocol):
                 self.hand_off()
             elif self._deadline.kind != "head":  # from the head's first byte (slowloris)
                 self._deadline.arm(server.header_timeout, self._close, kind="head")
-            return
+            return False
+        started = time.perf_counter()
         head = parse_head(bytes(self._buffer[:end]), max_url=server.max_url_bytes,
                           max_field=server.max_header_bytes)
         if head is None or head.content_length > SMALL_BODY:
             self.hand_off()
-            return
+            return False
         admitted = self._admit(head, settings)
         if admitted is None:
             self.hand_off()
-            return
+            return False
         total = end + head.content_length
         if len(self._buffer) < total:
             if self._deadline.kind != "body":
                 self._deadline.arm(server.body_timeout, self._body_timed_out, kind="body")
-            return
+            return False
         body = bytes(self._buffer[end:total]) if head.content_length else None
         del self._buffer[:total]
         self._deadline.disarm()
+        if isinstance(admitted, Refusal):
+            if self._refuse(head, admitted, settings, started):
+                return True
+            self._close()
+            return False
         self._busy = True
         self._begin(self._exchange_for(head, admitted, body, settings))
+        return False
 
-    def _admit(self, head: Head, settings: Settings) -> Admitted | None:
+    def _refuse(self, head: Head, refusal: Refusal, settings: Settings, started: float
+                ) -> bool:
+        """Answer a refused request as the aiohttp path does (the contract's error, the
+        reason counted and logged); whether the connection stays open."""
+        plane = self._plane
+        refused, route = refusal.refused, refusal.rule.name
+        request_id = request_id_for(head.headers.get("X-Request-Id"))
+        trace = plane.tracing().begin(head.headers)
+        plane.metrics().observe_refusal(route, refused.reason.value)
+        body = error_body(refused.status, refused.message, code=refused.code)
+        self._write(response_head(
+            refused.status, HTTPStatus(refused.status).phrase, [CONTENT_TYPE_JSON],
+            request_id=request_id, warning=refused.warning, keep_alive=head.keep_alive,
+            length=len(body)) + body)
+        elapsed = time.perf_counter() - started
+        plane.metrics().observe_request(route, head.method, refused.status, elapsed)
+        if plane.access_log().enabled:
+            plane.access_log().write(access_line(
+                request_id=request_id, trace_id=trace.trace_id, method=head.method,
+                path=refusal.path, status=refused.status, route=route, region=None,
+                upstream=None, elapsed=elapsed, bytes_in=head.content_length,
+                bytes_out=len(body), remote=self._remote(head, settings), principal=None,
+                refusal=refused.reason.value))
+        if trace.span is not None:
+            plane.tracing().finish(trace, route=route, method=head.method,
+                                   status=refused.status, region=None, upstream=None,
+                                   principal=None)
+        return head.keep_alive
+
+    def _remote(self, head: Head, settings: Settings) -> str | None:
+        """The client's address for logs: through trusted proxies, the one they name."""
+        return settings.trusted_proxies.client_of(
+            self.peer, head.headers.getall("X-Forwarded-For", []))
+
+    def _admit(self, head: Head, settings: Settings) -> Admitted | Refusal | None:
         plane = self._plane
         cert = self._client_cert
         header = settings.client_cert_header
@@ -237,7 +296,8 @@ class DataPlaneConnection(asyncio.Protocol):
             head = exchange.outbound.head_for(first)
         except ValueError:
             head = None  # the task answers it (400)
-        connection = self._plane.upstreams().idle(first.origin) if head else None
+        connection = self._plane.upstreams().idle(
+            first.origin, idempotent=exchange.idempotent) if head else None
         if connection is None or head is None:
             self._spawn(self._forward(exchange, candidates))
             return
@@ -263,8 +323,9 @@ class DataPlaneConnection(asyncio.Protocol):
         status = exchange.status = connection.status
         body = connection.take_body()
         keep_alive = exchange.keep_alive
+        length = None if _bodiless(status) else len(body)  # no framing on 204, 304
         self._write(_head(exchange, status, connection.reason, connection.raw_headers,
-                          len(body)) + body)
+                          length) + body)
         connection.finish()
         self._finish(exchange, len(body), keep_alive)
 
@@ -273,7 +334,7 @@ class DataPlaneConnection(asyncio.Protocol):
         exchange.connection = None
         connection.finish()  # closes it: the exchange did not complete
         candidates = exchange.candidates
-        if isinstance(error, UpstreamBroken) and error.reused:
+        if isinstance(error, UpstreamBroken) and error.reused and exchange.idempotent:
             # A kept-alive connection the upstream had closed: nothing was received, so
             # the request goes again, as the awaited path retries it.
             self._spawn(self._forward(exchange, candidates))
@@ -341,10 +402,14 @@ class DataPlaneConnection(asyncio.Protocol):
         if not keep_alive:
             self._close()
             return
-        if self._reading_paused and self._transport is not None:
+        self._resume()
+        self._next()
+
+    def _resume(self) -> None:
+        if self._reading_paused and self._transport is not None \
+                and len(self._buffer) <= MAX_BUFFERED:
             self._reading_paused = False
             self._transport.resume_reading()
-        self._next()
 
     def _record(self, exchange: Exchange, sent: int) -> None:
         """Metrics, access line and span, once per exchange (also for one cut short)."""
@@ -365,8 +430,7 @@ class DataPlaneConnection(asyncio.Protocol):
                 method=head.method, path=admitted.path, status=status, route=route,
                 region=exchange.pool.name, upstream=upstream, elapsed=elapsed,
                 bytes_in=len(body) if body else 0, bytes_out=sent,
-                remote=exchange.settings.trusted_proxies.client_of(
-                    self.peer, head.headers.getall("X-Forwarded-For", [])),
+                remote=self._remote(head, exchange.settings),
                 principal=(f"{principal.kind}:{principal.network_id}:{principal.user_id}"
                            if principal else None),
                 refusal=None))
@@ -403,7 +467,7 @@ class DataPlaneConnection(asyncio.Protocol):
         fields = [(name.encode("latin-1"), value.encode("latin-1"))
                   for name, value in exc.headers.items()]
         fields.append(CONTENT_TYPE_JSON)
-        self._write(_head(exchange, exc.status, _REASONS.get(exc.status, "Error"), fields,
+        self._write(_head(exchange, exc.status, HTTPStatus(exc.status).phrase, fields,
                           len(body)) + body)
         self._finish(exchange, len(body), exchange.keep_alive)
 
@@ -560,5 +624,3 @@ def response_head(status: int, reason: str, fields: RawFields, *, request_id: st
 
 
 CONTENT_TYPE_JSON = (b"Content-Type", b"application/json")
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

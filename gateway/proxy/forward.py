@@ -215,6 +215,7 @@ async def send_upstream(
                 response = await upstreams.send(
                     upstream.origin, request.head_for(upstream), request.body,
                     connect_timeout=pool.timeouts.connect, read_timeout=pool.timeouts.read,
+                    idempotent=request.method in IDEMPOTENT,
                 )
         except Exception as exc:
             failed_over(exc, request, pool=pool, upstream=upstream, metrics=metrics)

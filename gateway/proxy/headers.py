@@ -36,6 +36,7 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 )
 
 GATEWAY_PREFIX = "x-gateway-"
+MAX_REMEMBERED_NAME = 64  # header names up to this long are classified once, then looked up
 
 # Headers about the client's address and the original request (`X-Forwarded-*` as a
 # family, plus these), only as good as their sender.
@@ -218,8 +219,13 @@ class _Kind(enum.Enum):
     FORWARDED_FOR = enum.auto()  # from trusted proxies only, extended with our hop
 
 
-@functools.lru_cache(maxsize=2048)  # names repeat; each is worked out once
 def _request_header_kind(name: str) -> tuple[_Kind, str]:
+    # Names repeat: each is worked out once, but only short ones are remembered (a
+    # client could otherwise park thousands of 8 KiB names in the cache).
+    return _remembered_kind(name) if len(name) <= MAX_REMEMBERED_NAME else _kind(name)
+
+
+def _kind(name: str) -> tuple[_Kind, str]:
     """The header's kind and its canonical name (lower case, `_` read as `-`). A `_`
     spelling of a header the gateway reads or rewrites is dropped: an upstream that
     reads it as the `-` one would see what the gateway did not check."""
@@ -244,6 +250,9 @@ def _request_header_kind(name: str) -> tuple[_Kind, str]:
     return _Kind.FORWARDING, canonical
 
 
+_remembered_kind = functools.lru_cache(maxsize=2048)(_kind)
+
+
 def _chunked(headers: MultiMapping[str]) -> bool:
     if isinstance(headers, CIMultiDict | CIMultiDictProxy):
         return "Transfer-Encoding" in headers
@@ -263,7 +272,8 @@ def forwarded_response_fields(
     out = []
     named: set[bytes] = set()
     for name, value in upstream:
-        if _response_header_dropped(name):
+        if (_remembered_dropped(name) if len(name) <= MAX_REMEMBERED_NAME
+                else _response_header_dropped(name)):
             if name.lower() == b"connection":
                 named.update(token.strip().lower() for token in value.split(b","))
             continue
@@ -273,9 +283,11 @@ def forwarded_response_fields(
     return out
 
 
-@functools.lru_cache(maxsize=1024)  # names repeat; each is worked out once
 def _response_header_dropped(name: bytes) -> bool:
     return name.lower() in _RESPONSE_STOP
+
+
+_remembered_dropped = functools.lru_cache(maxsize=1024)(_response_header_dropped)
 
 
 def forwarded_response_headers(upstream: MultiMapping[str]) -> CIMultiDict[str]:

@@ -34,6 +34,8 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much is unread
 MAX_IDLE_PER_ORIGIN = 256
 MAX_HEAD_BYTES = 64 * 1024
+# A request that must not be sent twice goes only on a connection used this recently.
+FRESH_FOR = 1.0
 # Set by the head builder, never copied from the caller's headers.
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 
@@ -99,6 +101,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.in_use = False  # a request was sent and its answer is not through yet
+        self.idle_since = 0.0  # loop time it went back to the pool
         self._deadline: Deadline | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._reset_message()
@@ -130,14 +134,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_use:
+            # Nothing was asked: whatever this is, it must not become the answer to the
+            # next request sent on this connection.
+            self._close()
+            return
         if self._deadline is not None:
             self._deadline.push(self._read_timeout)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"malformed answer from the upstream: {exc}"))
-            self._close()
-            return
+            if self._complete and self._error is None:
+                self._keep_alive = False  # bytes beyond the answer: never reused
+            else:
+                self._fail(UpstreamBroken(f"malformed answer from the upstream: {exc}"))
+                self._close()
+                return
         # Listeners hear of the head and the end only once the parser is done with the
         # bytes: a listener may hand this connection back to the pool (a new parser).
         listener = self._listener
@@ -171,6 +183,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second answer to one request
+            raise httptools.HttpParserError("bytes after the answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
@@ -189,6 +205,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        if self.status == 101:  # no upgrade was asked for on this path
+            raise httptools.HttpParserError("switching protocols on a plain request")
+        if self.status < 200:  # 100, 103: interim, the answer is still to come
+            return
         self._head_seen = True
         if self._chunked:
             self.content_length = None  # Transfer-Encoding wins (RFC 9112 6.3)
@@ -204,6 +224,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if not self._head_seen:  # the end of an interim answer: forget it
+            self.raw_headers, self.content_length, self._chunked = [], None, False
+            self._head_bytes = 0
+            return
         self._keep_alive = self._parser.should_keep_alive()  # only meaningful right here
         self._complete = True
         if self._deadline is not None:
@@ -237,6 +261,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _write(self, head: bytes, body: bytes | None, read_timeout: float) -> None:
         assert self.transport is not None
+        self.in_use = True
         self._read_timeout = read_timeout
         self.transport.write(head + body if body else head)
         if read_timeout > 0:
@@ -280,6 +305,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(self)
             self._reset_message()
             self.reused = True
+            self.in_use = False
             self._pool.put_back(self)
         else:
             self._listener = None
@@ -316,10 +342,17 @@ class UpstreamPool:
         self._idle: dict[Origin, collections.deque[UpstreamConnection]] = {}
         self._ssl = ssl_context or ssl.create_default_context()
 
-    def idle(self, origin: Origin) -> UpstreamConnection | None:
-        """A kept-alive connection to `origin` ready for a request, if there is one."""
+    def idle(self, origin: Origin, *, idempotent: bool = True) -> UpstreamConnection | None:
+        """A kept-alive connection to `origin` ready for a request, if there is one.
+
+        A request that must not be sent twice (POST, PATCH) takes only a connection used
+        within the last `FRESH_FOR` seconds: one the upstream may be closing for being
+        idle could take the request and drop it, and it cannot be retried."""
         idle = self._idle.get(origin)
         while idle:
+            if not idempotent and idle[-1].idle_since < asyncio.get_running_loop().time() \
+                    - FRESH_FOR:
+                return None  # the newest is too old, so are the others: connect
             connection = idle.pop()
             if not connection.closed:
                 return connection
@@ -341,15 +374,21 @@ class UpstreamPool:
                                read_timeout=read_timeout)
 
     async def send(self, origin: Origin, head: bytes, body: bytes | None, *,
-                   connect_timeout: float, read_timeout: float) -> UpstreamResponse:
-        """Send one request; a stale kept-alive connection is retried once, fresh."""
-        connection = self.idle(origin) or await self._connect(origin, connect_timeout)
+                   connect_timeout: float, read_timeout: float, idempotent: bool = True
+                   ) -> UpstreamResponse:
+        """Send one request; for an idempotent one, a kept-alive connection found closed
+        before any byte of the answer is retried once, fresh."""
+        connection = self.idle(origin, idempotent=idempotent) or await self._connect(
+            origin, connect_timeout)
         try:
             return await connection.send(head, body, read_timeout)
         except UpstreamBroken as exc:
             connection._close()
-            if not exc.reused:
+            if not (exc.reused and idempotent):
                 raise
+        except BaseException:  # a time-out, or the client left (cancelled): not reusable
+            connection._close()
+            raise
         connection = await self._connect(origin, connect_timeout)
         try:
             return await connection.send(head, body, read_timeout)
@@ -379,6 +418,7 @@ class UpstreamPool:
         return connection
 
     def put_back(self, connection: UpstreamConnection) -> None:
+        connection.idle_since = asyncio.get_running_loop().time()
         idle = self._idle.setdefault(connection.origin, collections.deque())
         if len(idle) >= MAX_IDLE_PER_ORIGIN:
             connection._close()
