@@ -13,6 +13,7 @@ from pathlib import Path
 import httptools
 import pytest
 
+from gateway.dataplane.connection import DataPlaneConnection
 from gateway.dataplane.request import parse_head
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
@@ -155,3 +156,35 @@ async def test_an_idle_keep_alive_connection_is_closed(plane: int) -> None:
 ])
 def test_which_heads_the_data_plane_serves(raw: bytes, served: bool) -> None:
     assert (parse_head(raw, max_url=8190, max_field=8190) is not None) is served
+
+
+async def test_a_refusal_is_answered_on_the_data_plane_and_the_connection_stays(
+        plane: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """401 for a bad token, 401 with no token, then a public request, pipelined on one
+    connection: the contract's errors, and nothing handed to aiohttp."""
+    handed: list[int] = []
+    original = DataPlaneConnection.hand_off
+
+    def hand_off(self: DataPlaneConnection) -> None:
+        handed.append(1)
+        original(self)
+
+    monkeypatch.setattr(DataPlaneConnection, "hand_off", hand_off)
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /api/v3/me HTTP/1.1\r\n" + HOST + b"Authorization: Bearer a.b.c\r\n"
+                 b"X-Request-Id: bad-1\r\n\r\n"
+                 + b"POST /api/v3/me HTTP/1.1\r\n" + HOST + b"Content-Length: 2\r\n\r\n{}"
+                 + b"GET /pub/after HTTP/1.1\r\n" + HOST + b"\r\n")
+    answers = Answers()
+    await _read(reader, answers, 3)
+    writer.close()
+    assert [status for status, _, _ in answers.done] == [401, 401, 200]
+    (_, bad, bad_body), (_, missing, missing_body), (_, _, after) = answers.done
+    assert json.loads(bad_body) == {"status": "error", "code": 400100,
+                                    "message": "Invalid token"}
+    assert json.loads(missing_body) == {"status": "error", "code": 400100,
+                                        "message": "Unauthorized"}
+    assert bad["x-request-id"] == "bad-1" and missing["x-request-id"]
+    assert bad["content-type"] == "application/json" and bad["server"] == "gateway"
+    assert json.loads(after)["path"] == "/pub/after"
+    assert handed == []
