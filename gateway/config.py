@@ -99,6 +99,9 @@ class ServerConfig:
     # A request body still on its way must keep arriving (1 KiB, or its end, within this),
     # else 408 or a closed connection: a stalled or trickled upload holds nothing for long.
     body_timeout: Seconds = Seconds(30.0)
+    # A client must read its answers: while the gateway's send buffer to it stays full
+    # this long, the connection is cut (data plane connections).
+    send_timeout: Seconds = Seconds(60.0)
     # An idle keep-alive connection is closed after this.
     keepalive_timeout: Seconds = Seconds(75.0)
     access_log: bool = True

@@ -113,6 +113,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._deadline = Deadline(asyncio.get_running_loop())
+        self._send_deadline = Deadline(asyncio.get_running_loop())  # while writes pause
         self._task: asyncio.Task[None] | None = None
         self._gone = False
         self.peer: str | None = None
@@ -155,6 +156,7 @@ class DataPlaneConnection(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._gone = True
         self._deadline.cancel()
+        self._send_deadline.cancel()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:  # the client left before its answer
             if exchange.connection is not None:
@@ -167,9 +169,14 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        # A client that reads nothing must not hold the connection (and what it waits
+        # for) forever: cut, not closed (a close would wait for the unsent bytes).
+        self._send_deadline.arm(self._plane.settings().config.server.send_timeout,
+                                self.abort, kind="send")
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._send_deadline.disarm()
         self._wake_writer()
         if not self._busy and self._exchange is None:
             self._resume()
@@ -186,8 +193,11 @@ class DataPlaneConnection(asyncio.Protocol):
     def _serve_one(self) -> bool:
         """Start the next buffered request; True when it was answered at once (a refusal)
         and the one after it may start."""
-        if self._gone or self._transport is None or self._write_paused:
-            return False  # (a client not reading its answers gets no more of them)
+        if self._gone or self._transport is None or self._write_paused \
+                or self._transport.is_closing():
+            # Not while the client is not reading its answers; never after a close
+            # (RFC 9112 9.6: nothing after `Connection: close` is processed).
+            return False
         settings = self._plane.settings()
         server = settings.config.server
         if not self._buffer:
@@ -533,6 +543,7 @@ class DataPlaneConnection(asyncio.Protocol):
         if transport is None or self._gone:
             return
         self._deadline.cancel()
+        self._send_deadline.cancel()
         self._gone = True  # this object is done with the connection
         self._plane.forget(self)
         protocol = self._plane.aiohttp_protocol()

@@ -6,10 +6,8 @@ last case drives the client side of one data-plane connection through a transpor
 test controls, so that the moment its writes pause is exact (on real sockets it depends
 on the kernel's buffers, and happens too).
 
-Each case says what a client must see. Until bac34e3 the gateway got every case wrong
-but the two marked as baselines (some since the lean upstream client, some since the
-callback-driven exchange of b32182a); those still open are marked `xfail(strict=True)`
-with the reason, so that they turn into failures once fixed."""
+Each case says what a client must see; two are baselines (what a retry is for, the
+framing the awaited path always had)."""
 
 from __future__ import annotations
 
@@ -422,7 +420,8 @@ async def test_a_client_that_never_reads_stops_being_served(
                                    "that reads nothing"
 
 
-QUICK = {"keepalive_timeout": "1s", "header_timeout": "1s", "body_timeout": "1s"}
+QUICK = {"keepalive_timeout": "1s", "header_timeout": "1s", "body_timeout": "1s",
+         "send_timeout": "1s"}
 
 
 class SlowReaderTransport:
@@ -505,13 +504,6 @@ async def plane(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, ScriptedUpstre
         server.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "resume_writing (bac34e3) serves the next pipelined request whatever the state: "
-    "after an answer with 'Connection: close' whose write paused the transport, the "
-    "client reading it makes the data plane forward the requests pipelined behind it "
-    "(RFC 9112 9.6: no further request is processed) and write their answers into the "
-    "closing connection; seen on real sockets too, whenever the close answer is the one "
-    "that fills the write buffer"))
 async def test_nothing_pipelined_after_connection_close_reaches_the_upstream(
         plane: tuple[DataPlane, ScriptedUpstream]) -> None:
     data_plane, upstream = plane
@@ -531,12 +523,6 @@ async def test_nothing_pipelined_after_connection_close_reaches_the_upstream(
     assert transport.received.count(b"HTTP/1.1 ") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "nothing times out while a client does not read its answers: with every server "
-    "time-out at 1 s, such a client keeps its connection and its pipelined requests for "
-    "as long as it likes (no timer is armed while the data plane's writes are paused, "
-    "and transport.close() would wait for the unread bytes); one address can hold "
-    "max_connections_per_address connections this way at no cost"))
 @pytest.mark.parametrize("scripted", [QUICK], indirect=True)
 async def test_a_client_that_stops_reading_is_cut_off(
         scripted: tuple[int, ScriptedUpstream]) -> None:
