@@ -114,6 +114,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.content_length: int | None = None
         self._chunked = False
         self._head_bytes = 0
+        self._answered = False  # a byte of the answer arrived (an interim one counts)
         self._head: asyncio.Future[None] | None = None
         self._head_seen = False
         self._told = False  # the listener heard of the head
@@ -141,6 +142,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self._deadline is not None:
             self._deadline.push(self._read_timeout)
+        self._answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -172,7 +174,7 @@ class UpstreamConnection(asyncio.Protocol):
                 listener.upstream_complete(self)
         if not self._complete:
             self._fail(UpstreamBroken(f"upstream closed the connection: {exc or 'EOF'}",
-                                      reused=self.reused and self._head_bytes == 0))
+                                      reused=self.reused and not self._answered))
 
     def pause_writing(self) -> None:
         """Request bodies are small on this path; nothing to throttle."""
