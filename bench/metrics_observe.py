@@ -20,42 +20,17 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
-import sys
 import tempfile
-import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.metrics import Metrics
+from gateway.testing.timing import best_per_call, module_at
 
-REPO = Path(__file__).resolve().parent.parent
 ROUNDS, PER_ROUND = 60, 10_000
 ROUTES = [f"route-{i}" for i in range(40)]
 UPSTREAMS = [("sg", f"http://10.0.0.{i}:8080") for i in range(6)]
-
-
-def _best(rows: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
-    """Nanoseconds per call of each row: rounds interleaved, the best round kept."""
-    best = dict.fromkeys(rows, float("inf"))
-    for _ in range(rounds):
-        for name, work in rows.items():
-            start = time.thread_time()
-            for _ in range(per_round):
-                work()
-            best[name] = min(best[name], time.thread_time() - start)
-    return {name: seconds / per_round * 1e9 for name, seconds in best.items()}
-
-
-def _module_at(rev: str, path: str) -> types.ModuleType:
-    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
-    module = types.ModuleType(f"before_{Path(path).stem}")
-    sys.modules[module.__name__] = module
-    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
-    return module
 
 
 def _calls(metrics: Any) -> dict[str, Callable[[], object]]:
@@ -83,12 +58,13 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, Callable[[], object]] = {}
     if args.before:
-        old = _module_at(args.before, "gateway/metrics.py")
+        old = module_at(args.before, "gateway/metrics.py")
         rows.update({f"{name}, before ({args.before})": call
                      for name, call in _calls(old.Metrics()).items()})
     rows.update({f"{name}, now": call for name, call in _calls(Metrics()).items()})
     rows["(an empty call, for scale)"] = lambda: None
-    timings = _best(rows, ROUNDS, PER_ROUND)
+    timings = {name: seconds * 1e9 for name, seconds in
+               best_per_call(rows, ROUNDS, PER_ROUND).items()}
     width = max(map(len, timings))
     print(f"{'per call':<{width}}  {'ns':>6}")
     for name, nanos in timings.items():
@@ -117,7 +93,8 @@ def main() -> None:
             "flush(), several workers (every row changed)": second_then_flush,
             "render(), several workers": shared.render,
         })
-        read_timings = _best(reads, 10, 20)
+        read_timings = {name: seconds * 1e9 for name, seconds in
+                        best_per_call(reads, 10, 20).items()}
         shared.close()
     width = max(map(len, read_timings))
     print(f"\n{'reading the counts':<{width}}  {'µs':>6}")

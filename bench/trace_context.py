@@ -23,12 +23,7 @@ the request path's) and keeping its best round: microseconds per request.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
-import types
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from multidict import CIMultiDict
 from opentelemetry.sdk.trace import ReadableSpan
@@ -37,10 +32,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from gateway.accesslog import access_line
 from gateway.config import TracingConfig, Url
 from gateway.proxy.headers import TrustedProxies, forwarded_request_headers
+from gateway.testing.timing import best_per_call, module_at
 from gateway.tracing.spans import Spans
 from gateway.tracing.tracer import Tracing
 
-REPO = Path(__file__).resolve().parent.parent
 ROUNDS, PER_ROUND = 80, 1_000  # many short rounds: the best one is a quiet one
 TRUSTED = TrustedProxies()
 HEADERS = [
@@ -57,18 +52,6 @@ TRACESTATE = ("tracestate", "vendor=opaque")
 class _Discard(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
-
-
-def _best(rows: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Microseconds per call of each row: rounds interleaved, the best round kept."""
-    best = dict.fromkeys(rows, float("inf"))
-    for _ in range(ROUNDS):
-        for name, work in rows.items():
-            start = time.thread_time()
-            for _ in range(PER_ROUND):
-                work()
-            best[name] = min(best[name], time.thread_time() - start)
-    return {name: seconds / PER_ROUND * 1e6 for name, seconds in best.items()}
 
 
 def _line(log: Callable[..., str], **trace: str) -> str:
@@ -92,18 +75,9 @@ def now(tracing: Tracing, incoming: CIMultiDict[str]) -> Callable[[], object]:
     return request
 
 
-def _module_at(rev: str, path: str) -> types.ModuleType:
-    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
-    module = types.ModuleType(f"before_{Path(path).stem}")
-    sys.modules[module.__name__] = module
-    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
-    return module
-
-
 def before(rev: str, incoming: CIMultiDict[str]) -> Callable[[], object]:
-    headers, accesslog = (_module_at(rev, "gateway/proxy/headers.py"),
-                          _module_at(rev, "gateway/accesslog.py"))
+    headers, accesslog = (module_at(rev, "gateway/proxy/headers.py"),
+                          module_at(rev, "gateway/accesslog.py"))
     trusted = headers.TrustedProxies()
 
     def request() -> object:
@@ -138,7 +112,8 @@ def main() -> None:
         "tracing on, client traceparent (span made)": now(on, traced),
         "tracing on, no traceparent, sample_ratio 0": now(unsampled, plain),
     })
-    timings = _best(rows)
+    timings = {name: seconds * 1e6 for name, seconds in
+               best_per_call(rows, ROUNDS, PER_ROUND).items()}
     on.spans.shutdown()
     unsampled.spans.shutdown()
     width = max(map(len, timings))

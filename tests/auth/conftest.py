@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.auth.passwords import hash_password
@@ -17,6 +20,8 @@ from gateway.store import Network, Store
 from gateway.testing.support import REPO, Clock, free_port, write_config
 from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @dataclass
@@ -92,3 +97,22 @@ async def gw(tmp_path: Path, clock: Clock) -> AsyncIterator[Gateway]:
         async with in_process_gateway(config, clock=clock) as (url, app), \
                 aiohttp.ClientSession() as session:
             yield Gateway(url, app, session, upstream)
+
+
+@pytest.fixture
+async def redis_namespace() -> AsyncIterator[str]:
+    """A namespace of its own on the test Redis, removed afterwards."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (redis.RedisError, OSError) as exc:
+        await client.aclose()
+        if os.environ.get("CI") == "true" or os.environ.get("GATEWAY_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis at {REDIS_URL} is required: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
+    namespace = f"test-login-{secrets.token_hex(6)}"
+    yield namespace
+    keys = await client.keys(f"{namespace}:*")
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -4,8 +4,6 @@ store's database (SQLite file, PostgreSQL), or in Redis when `limits.redis_url` 
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import redis.asyncio as redis
 
 from gateway.auth.passwords import hash_password
@@ -22,30 +19,11 @@ from gateway.store import Network, open_store
 from gateway.testing.process import GatewayProcess
 from gateway.testing.support import REPO, free_port, write_config
 from gateway.testing.upstream import running_upstream
+from tests.auth.conftest import REDIS_URL
 
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A day-long window: no window boundary falls inside a run and resets the counts.
 LIMITS = {"window": "1d", "failures_per_username": 3, "failures_per_address": 4,
           "failures_per_prefix": 100}
-
-
-@pytest.fixture
-async def redis_namespace() -> AsyncIterator[str]:
-    """A namespace of its own on the test Redis, removed afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.RedisError, OSError) as exc:
-        await client.aclose()
-        if os.environ.get("CI") == "true" or os.environ.get("GATEWAY_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis at {REDIS_URL} is required: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
-    namespace = f"test-login-{secrets.token_hex(6)}"
-    yield namespace
-    keys = await client.keys(f"{namespace}:*")
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @asynccontextmanager

@@ -4,8 +4,6 @@ failures answered by either worker are counted together (in the store, or in Red
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +20,9 @@ from gateway.store import Network, open_store
 from gateway.testing.process import GatewayProcess
 from gateway.testing.support import REPO, free_port, write_config
 from gateway.testing.upstream import running_upstream
+from tests.auth.conftest import REDIS_URL
 from tests.workers import metrics_dir, settled, wait_listening
 
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FAILURES = 20  # enough that both workers answer some (each connection goes to either)
 REFUSED = 20
 # A day-long window: no boundary falls inside a run. Only the username limit is reached.
@@ -98,24 +96,6 @@ async def test_two_workers_count_login_failures_together_in_the_store(
         assert await opened.login_counts([key], _window_start()) == {key: FAILURES}
     finally:
         await opened.close()
-
-
-@pytest.fixture
-async def redis_namespace() -> AsyncIterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.RedisError, OSError) as exc:
-        await client.aclose()
-        if os.environ.get("CI") == "true" or os.environ.get("GATEWAY_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis at {REDIS_URL} is required: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} unreachable: {exc}")
-    namespace = f"test-login-workers-{secrets.token_hex(6)}"
-    yield namespace
-    keys = await client.keys(f"{namespace}:*")
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.mark.timeout(90)
