@@ -189,7 +189,7 @@ class OutboundRequest:
     def head_for(self, upstream: Upstream) -> bytes:
         """The request head for `upstream` (its Host, its path prefix)."""
         return request_head(self.method, upstream.path_prefix + self.target, upstream.host,
-                            self.headers.items(), self.body_bytes)
+                            self.headers, self.body_bytes)
 
 
 async def send_upstream(

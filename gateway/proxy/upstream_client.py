@@ -371,7 +371,7 @@ class UpstreamPool:
         read_timeout: float,
     ) -> UpstreamResponse:
         """Send one request to `url` (see `send`)."""
-        head = request_head(method, url.raw_path_qs, host_header(url), headers.items(), body)
+        head = request_head(method, url.raw_path_qs, host_header(url), headers, body)
         return await self.send(origin_of(url), head, body, connect_timeout=connect_timeout,
                                read_timeout=read_timeout)
 
@@ -449,14 +449,15 @@ def host_header(url: URL) -> str:
     return host
 
 
-def request_head(method: str, target: str, host: str, headers: Iterable[tuple[str, str]],
+def request_head(method: str, target: str, host: str, headers: CIMultiDict[str],
                  body: bytes | None) -> bytes:
     """The request head sent upstream: `Host` and the framing are the gateway's own."""
+    if "Host" in headers or "Content-Length" in headers or "Transfer-Encoding" in headers:
+        fields = [(n, v) for n, v in headers.items() if n.lower() not in _FRAMING]
+    else:  # the usual case: nothing to leave out, no name to fold per header
+        fields = list(headers.items())
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"]
-    for name, value in headers:
-        if name.lower() in _FRAMING:
-            continue
-        lines.append(f"{name}: {value}\r\n")
+    lines += [f"{name}: {value}\r\n" for name, value in fields]
     if body is not None:
         lines.append(f"Content-Length: {len(body)}\r\n")
     lines.append("\r\n")
@@ -464,7 +465,7 @@ def request_head(method: str, target: str, host: str, headers: Iterable[tuple[st
     # One scan of the whole head: line breaks only where the lines above put them.
     breaks = len(lines) + 1  # the request line and Host share the first entry
     if text.count("\n") != breaks or text.count("\r") != breaks or "\x00" in text:
-        _refuse_unsafe(headers)
+        _refuse_unsafe(fields)
     return text.encode("utf-8")
 
 
