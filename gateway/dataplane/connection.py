@@ -116,6 +116,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._send_deadline = Deadline(asyncio.get_running_loop())  # while writes pause
         self._task: asyncio.Task[None] | None = None
         self._gone = False
+        self._eof = False  # the client half-closed: answer what it sent, then close
         self.peer: str | None = None
         self._client_cert: str | None = None  # from this connection's TLS handshake
         self._request_cert: str | None = None  # the current request's (handshake or header)
@@ -149,6 +150,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         if not self._busy and not self._buffer:
             self._close()
         return True  # keep the write side open for an answer in flight
@@ -201,7 +203,10 @@ class DataPlaneConnection(asyncio.Protocol):
         settings = self._plane.settings()
         server = settings.config.server
         if not self._buffer:
-            self._deadline.arm(server.keepalive_timeout, self._close, kind="idle")
+            if self._eof:  # the client sent all it will: nothing left to wait for
+                self._close()
+            else:
+                self._deadline.arm(server.keepalive_timeout, self._close, kind="idle")
             return False
         end = head_end(self._buffer)
         if end < 0:

@@ -188,3 +188,15 @@ async def test_a_refusal_is_answered_on_the_data_plane_and_the_connection_stays(
     assert bad["content-type"] == "application/json" and bad["server"] == "gateway"
     assert json.loads(after)["path"] == "/pub/after"
     assert handed == []
+
+
+async def test_a_half_closed_client_gets_its_answer_then_the_close(plane: int) -> None:
+    """A client that sends its request and shuts its write side gets the answer and then
+    the end of the connection, not a wait for the keep-alive time-out."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/half HTTP/1.1\r\n" + HOST + b"\r\n")
+    writer.write_eof()
+    data = await asyncio.wait_for(reader.read(), 1.5)  # keepalive_timeout is 2 s
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200")
+
