@@ -14,10 +14,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, cast
 
 from multidict import CIMultiDict
 
@@ -70,6 +70,28 @@ def http_date() -> str:
     if now != _DateCache.second:
         _DateCache.second, _DateCache.text = now, formatdate(now, usegmt=True)
     return _DateCache.text
+
+
+P = ParamSpec("P")
+
+
+def _closing_on_error(
+    callback: Callable[Concatenate[DataPlaneConnection, UpstreamConnection, P], None],
+) -> Callable[Concatenate[DataPlaneConnection, UpstreamConnection, P], None]:
+    """An exchange callback that fails closes both connections: it runs inside the
+    upstream connection's read, where an error would otherwise leave the client waiting
+    for an answer with no time-out armed (a task's failure is handled in `_task_done`)."""
+
+    def guarded(self: DataPlaneConnection, connection: UpstreamConnection, /,
+                *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            callback(self, connection, *args, **kwargs)
+        except Exception:
+            log.exception("data plane exchange failed")
+            connection.abort()
+            self._close()
+
+    return guarded
 
 
 class Exchange:
@@ -322,6 +344,7 @@ class DataPlaneConnection(asyncio.Protocol):
 
     # -- callback-driven exchanges (ExchangeListener) ----------------------------------
 
+    @_closing_on_error
     def upstream_head(self, connection: UpstreamConnection) -> None:
         length = connection.content_length
         if _bodiless(connection.status) or (length is not None and length <= SMALL_BODY):
@@ -331,6 +354,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._observe_upstream(exchange)
         self._spawn(self._stream(exchange, connection.detach()))
 
+    @_closing_on_error
     def upstream_complete(self, connection: UpstreamConnection) -> None:
         exchange = self._current(connection)
         exchange.connection = None
@@ -344,6 +368,7 @@ class DataPlaneConnection(asyncio.Protocol):
         connection.finish()
         self._finish(exchange, len(body), keep_alive)
 
+    @_closing_on_error
     def upstream_failed(self, connection: UpstreamConnection, error: BaseException) -> None:
         exchange = self._current(connection)
         exchange.connection = None

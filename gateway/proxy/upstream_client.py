@@ -318,6 +318,13 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Stop listening and drop the connection at once (never back to the pool)."""
+        self._listener = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def _fail(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error

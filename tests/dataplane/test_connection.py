@@ -200,3 +200,21 @@ async def test_a_half_closed_client_gets_its_answer_then_the_close(plane: int) -
     writer.close()
     assert data.startswith(b"HTTP/1.1 200")
 
+
+
+async def test_an_exchange_that_fails_inside_a_callback_closes_the_connection(
+        plane: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error while writing an answer: the client sees the connection end,
+    instead of waiting for an answer with no time-out armed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", plane)
+    writer.write(b"GET /pub/warm HTTP/1.1\r\n" + HOST + b"\r\n")  # a pooled connection next
+    answers = Answers()
+    await _read(reader, answers, 1)
+
+    def broken(*_args: object, **_kwargs: object) -> bytes:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr("gateway.dataplane.connection.response_head", broken)
+    writer.write(b"GET /pub/boom HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert await asyncio.wait_for(reader.read(), 1.5) == b""
+    writer.close()
