@@ -15,8 +15,9 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.auth.passwords import hash_password
+from gateway.config import load_config
 from gateway.keys import STORE, TOKENS
-from gateway.store import Network, Store
+from gateway.store import Network, Store, open_store
 from gateway.testing.support import REPO, Clock, free_port, write_config
 from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway
@@ -116,3 +117,29 @@ async def redis_namespace() -> AsyncIterator[str]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+def login_limits_config(store_config: Path, upstream: str, limits: dict[str, Any],
+                        name: str) -> Path:
+    """A config beside `store_config` on its store, with `limits` and the shipped
+    policies, trusting 127.0.0.1 for X-Forwarded-For (each login from its own address)."""
+    store = load_config(store_config, environ={}).store
+    return write_config(store_config.parent, {
+        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()},
+                   "trusted_proxies": ["127.0.0.1/32"]},
+        "store": {"url": store.url, "schema": store.schema},
+        "limits": limits,
+        "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
+        "policies": [str(REPO / "policies" / "default.yaml")],
+    }, name=name)
+
+
+async def network_with_admin(config: Path, name: str) -> Network:
+    """A network in `config`'s store with the admin ann (password `pw`)."""
+    opened = await open_store(load_config(config, environ={}))
+    try:
+        network = await opened.create_network(name, "sg", secure=False)
+        await opened.create_admin(network.id, "ann", "admin", hash_password("pw", log2_n=10))
+    finally:
+        await opened.close()
+    return network

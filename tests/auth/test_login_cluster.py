@@ -13,13 +13,11 @@ from typing import Any
 import aiohttp
 import redis.asyncio as redis
 
-from gateway.auth.passwords import hash_password
 from gateway.config import load_config
 from gateway.store import Network, open_store
 from gateway.testing.process import GatewayProcess
-from gateway.testing.support import REPO, free_port, write_config
 from gateway.testing.upstream import running_upstream
-from tests.auth.conftest import REDIS_URL
+from tests.auth.conftest import REDIS_URL, login_limits_config, network_with_admin
 
 # A day-long window: no window boundary falls inside a run and resets the counts.
 LIMITS = {"window": "1d", "failures_per_username": 3, "failures_per_address": 4,
@@ -29,22 +27,10 @@ LIMITS = {"window": "1d", "failures_per_username": 3, "failures_per_address": 4,
 @asynccontextmanager
 async def _pair(store_config: Path,
                 limits: dict[str, Any]) -> AsyncIterator[tuple[str, str, Network]]:
-    store = load_config(store_config, environ={}).store
     async with running_upstream("sg") as upstream:
-        paths = [write_config(store_config.parent, {
-            "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()},
-                       "trusted_proxies": ["127.0.0.1/32"]},
-            "store": {"url": store.url, "schema": store.schema},
-            "limits": limits,
-            "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
-            "policies": [str(REPO / "policies" / "default.yaml")],
-        }, name=name) for name in ("a.yaml", "b.yaml")]
-        opened = await open_store(load_config(paths[0], environ={}))
-        try:
-            network = await opened.create_network("cluster", "sg", secure=False)
-            await opened.create_admin(network.id, "ann", "admin", hash_password("pw", log2_n=10))
-        finally:
-            await opened.close()
+        paths = [login_limits_config(store_config, upstream, limits, name)
+                 for name in ("a.yaml", "b.yaml")]
+        network = await network_with_admin(paths[0], "cluster")
         async with GatewayProcess(paths[0]) as a, GatewayProcess(paths[1]) as b:
             yield a.url, b.url, network
 

@@ -14,13 +14,12 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from gateway.auth.passwords import hash_password
 from gateway.config import load_config
 from gateway.store import Network, open_store
 from gateway.testing.process import GatewayProcess
-from gateway.testing.support import REPO, free_port, write_config
+from gateway.testing.support import write_config
 from gateway.testing.upstream import running_upstream
-from tests.auth.conftest import REDIS_URL
+from tests.auth.conftest import REDIS_URL, login_limits_config, network_with_admin
 from tests.workers import metrics_dir, settled, wait_listening
 
 FAILURES = 20  # enough that both workers answer some (each connection goes to either)
@@ -34,22 +33,9 @@ LIMITS = {"window": "1d", "failures_per_username": FAILURES, "failures_per_addre
 async def _two_workers(store_config: Path,
                        limits: dict[str, Any]) -> AsyncIterator[tuple[str, Network, Path]]:
     tmp = store_config.parent
-    store = load_config(store_config, environ={}).store
     async with running_upstream("sg") as upstream:
-        config = write_config(tmp, {
-            "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()},
-                       "trusted_proxies": ["127.0.0.1/32"]},
-            "store": {"url": store.url, "schema": store.schema},
-            "limits": limits,
-            "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
-            "policies": [str(REPO / "policies" / "default.yaml")],
-        }, name="workers.yaml")
-        opened = await open_store(load_config(config, environ={}))
-        try:
-            network = await opened.create_network("workers", "sg", secure=False)
-            await opened.create_admin(network.id, "ann", "admin", hash_password("pw", log2_n=10))
-        finally:
-            await opened.close()
+        config = login_limits_config(store_config, upstream, limits, "workers.yaml")
+        network = await network_with_admin(config, "workers")
         async with GatewayProcess(config, "--workers", "2", env={"TMPDIR": str(tmp)}) as gw:
             await wait_listening(gw.port, 2)
             yield gw.url, network, metrics_dir(tmp)
