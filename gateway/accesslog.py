@@ -12,7 +12,7 @@ import asyncio
 import sys
 import time
 from json.encoder import encode_basestring
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 FLUSH_INTERVAL = 0.2
 MAX_BUFFERED = 512
@@ -21,8 +21,8 @@ MAX_BUFFERED = 512
 class _SecondCache:
     """strftime once per second: formatting a time per request is measurable."""
 
-    second = -1
-    text = ""
+    second: ClassVar[int] = -1
+    text: ClassVar[str] = ""
 
 
 def utc_now_iso() -> str:

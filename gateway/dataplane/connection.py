@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, cast
 
 from multidict import CIMultiDict
 
@@ -61,8 +61,8 @@ _PAUSED_MESSAGE = "client connection lost"
 
 
 class _DateCache:
-    second = -1
-    text = ""
+    second: ClassVar[int] = -1
+    text: ClassVar[str] = ""
 
 
 def http_date() -> str:

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, cast
@@ -102,7 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.in_use = False  # a request was sent and its answer is not through yet
-        self.idle_since = 0.0  # loop time it went back to the pool
+        self.idle_since = 0.0  # time.monotonic() when it went back to the pool
         self._deadline: Deadline | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._reset_message()
@@ -281,22 +282,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._buffered = 0
         return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
+    def body_chunks(self) -> AsyncIterator[bytes]:
+        return _BodyChunks(self)
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrives, None after its end."""
         while True:
-            while self._chunks:
+            if self._chunks:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
                 if self._reading_paused and self._buffered < READ_HIGH_WATER // 2:
                     assert self.transport is not None
                     self.transport.resume_reading()
                     self._reading_paused = False
-                yield chunk
+                return chunk
             if self._error is not None:
                 raise self._error
             if self._complete:
-                return
-            self._wakeup = loop.create_future()
+                return None
+            self._wakeup = asyncio.get_running_loop().create_future()
             await self._wakeup
 
     def finish(self) -> None:
@@ -359,8 +363,7 @@ class UpstreamPool:
         idle could take the request and drop it, and it cannot be retried."""
         idle = self._idle.get(origin)
         while idle:
-            if not idempotent and idle[-1].idle_since < asyncio.get_running_loop().time() \
-                    - FRESH_FOR:
+            if not idempotent and idle[-1].idle_since < time.monotonic() - FRESH_FOR:
                 return None  # the newest is too old, so are the others: connect
             connection = idle.pop()
             if not connection.closed:
@@ -427,7 +430,9 @@ class UpstreamPool:
         return connection
 
     def put_back(self, connection: UpstreamConnection) -> None:
-        connection.idle_since = asyncio.get_running_loop().time()
+        # Not the loop's clock: on Python 3.11, asyncio.get_running_loop() is a system
+        # call (getpid), once per proxied request here.
+        connection.idle_since = time.monotonic()
         idle = self._idle.setdefault(connection.origin, collections.deque())
         if len(idle) >= MAX_IDLE_PER_ORIGIN:
             connection._close()
@@ -481,3 +486,22 @@ def _refuse_unsafe(headers: Iterable[tuple[str, str]]) -> None:
         if _UNSAFE.search(value) or _UNSAFE.search(name):
             raise ValueError(f"header {name!r} carries a line break or NUL")  # no smuggling
     raise ValueError("the request line carries a line break or NUL")
+
+
+class _BodyChunks:
+    """An answer's body as an async iterator (a class, not an async generator: the
+    compiled build, see setup.py, has no async generators)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: UpstreamConnection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> _BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._connection.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
