@@ -169,6 +169,22 @@ start() {
     PIDS+=("$STARTED")
 }
 
+# use_build: the gateway rows run the build BENCH_BUILD names: `compiled` (the default, as
+# the image ships it: bench/compiled_tree.sh in $WORK, first on PYTHONPATH) or
+# `interpreted` (the plain sources).
+use_build() {
+    BUILD=${BENCH_BUILD:-compiled}
+    case $BUILD in
+        compiled)
+            log "compiling the data plane into $WORK/compiled (bench/compiled_tree.sh, about a minute)"
+            bash "$HERE/compiled_tree.sh" "$WORK/compiled" "$PYTHON" >/dev/null \
+                || die "the compiled build failed"
+            export PYTHONPATH=$WORK/compiled ;;
+        interpreted) unset PYTHONPATH ;;
+        *) die "BENCH_BUILD must be compiled or interpreted, got '$BUILD'" ;;
+    esac
+}
+
 # forget PID: no longer stop it on exit.
 forget() {
     local kept=() p
@@ -647,7 +663,7 @@ note_versions() {
     if revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
         git -C "$ROOT" diff --quiet HEAD -- gateway 2>/dev/null \
             || revision+=" + uncommitted changes"
-        versions="gateway $revision, $versions"
+        versions="gateway $revision (${BUILD:-interpreted}), $versions"
     fi
     NOTES+=("Versions: $versions.")
 }

@@ -29,6 +29,10 @@
 #   BENCH_RAW_PROBE=../shared/probes/raw_proxy.py  the ceiling probe, relative to the
 #                          project root, run from there (empty: skip; missing: skipped)
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench` makes it)
+#   BENCH_BUILD=compiled   the gateway rows' build: compiled (as the image ships it, built
+#                          by bench/compiled_tree.sh into the run's folder) or interpreted
+#   BENCH_INTERPRETED=1    with the compiled build, also measure the interpreted one on the
+#                          public route (0: skip)
 #
 # Output: the table on stdout and in bench/results/latest.md; the gateway's logs in
 # bench/results/gateway-*.log (overwritten by the next run).
@@ -45,9 +49,11 @@ TLS_ROWS=${BENCH_TLS:-1}
 WORKERS=${BENCH_WORKERS:-2}
 WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
 RAW_PROBE_SETTING=${BENCH_RAW_PROBE-../shared/probes/raw_proxy.py}
+INTERPRETED_ROW=${BENCH_INTERPRETED:-1}
 
 check_settings COLD_TOKENS WORKERS
 [[ $TLS_ROWS == [01] ]] || die "BENCH_TLS must be 0 or 1, got '$TLS_ROWS'"
+[[ $INTERPRETED_ROW == [01] ]] || die "BENCH_INTERPRETED must be 0 or 1, got '$INTERPRETED_ROW'"
 ((WORKERS != 1 && WORKERS <= 64)) \
     || die "BENCH_WORKERS must be 0 (no row) or 2-64, got $WORKERS"
 WORKERS_CPUS=${WORKERS_CPUS:-$LOAD_CPU,$PROXY_CPU}
@@ -58,9 +64,9 @@ WORKERS_CPUS=${WORKERS_CPUS:-$LOAD_CPU,$PROXY_CPU}
 ((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
 find_venv
 
-TOOLS=(wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux)
-# TLS rows: certificates, and the library that gives wrk a client certificate.
-((TLS_ROWS == 0)) || TOOLS+=(openssl:openssl cc:gcc)
+# cc: the compiled build, and the library that gives wrk a client certificate.
+TOOLS=(wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux cc:gcc)
+((TLS_ROWS == 0)) || TOOLS+=(openssl:openssl)  # TLS rows: certificates
 install_missing 0 "${TOOLS[@]}"
 check_cpus
 for core in ${WORKERS_CPUS//,/ }; do
@@ -70,6 +76,7 @@ done
 RAW_PROBE=$RAW_PROBE_SETTING
 [[ -z $RAW_PROBE || $RAW_PROBE == /* ]] || RAW_PROBE=$ROOT/$RAW_PROBE
 make_work
+use_build
 ((TLS_ROWS == 0)) || build_wrk_client_cert
 
 # --- configurations ------------------------------------------------------------------
@@ -257,6 +264,20 @@ measure_wrk gateway "gateway, public route (access log on)" "$LOAD_CPU" "$pid" "
     "$GW_URL"
 stop "$pid"
 gateway_errors gateway "gateway, public route (access log on)" "$GW_LOG"
+
+if [[ $BUILD == compiled && $INTERPRETED_ROW == 1 ]]; then
+    label="gateway, public route (access log on), interpreted"
+    GW_LOG=$RESULTS/gateway-interpreted.log
+    start "$PROXY_CPU" "$GW_LOG" env -u PYTHONPATH "$GATEWAY" serve --config "$WORK/gateway/config.yaml"
+    pid=$STARTED
+    wait_ready "gateway (interpreted)" "$pid" "$GW_LOG" "$GW_URL"
+    grep -q '(interpreted) starting' "$GW_LOG" || die "gateway (interpreted): not the interpreted build"
+    measure_wrk gateway-interpreted "$label" "$LOAD_CPU" "$pid" "$PROXY_CPU" "$GW_URL"
+    stop "$pid"
+    gateway_errors gateway-interpreted "$label" "$GW_LOG"
+    NOTES+=("'$label': the first gateway row with the same sources interpreted (no
+compiled build on PYTHONPATH): what compiling the data plane's request path wins.")
+fi
 
 if [[ $GATEWAY_QUIET == 1 ]]; then
     GW_LOG=$RESULTS/gateway-access-log-off.log
@@ -511,6 +532,7 @@ SETTINGS="BENCH_GATEWAY_QUIET=$GATEWAY_QUIET BENCH_AIOHTTP_FLOOR=$AIOHTTP_FLOOR"
 SETTINGS+=" BENCH_TOKENS=$TOKEN_ROWS BENCH_COLD_TOKENS=$COLD_TOKENS BENCH_TLS=$TLS_ROWS"
 SETTINGS+=" BENCH_WORKERS=$WORKERS BENCH_WORKERS_CPUS=$WORKERS_CPUS"
 SETTINGS+=" BENCH_RAW_PROBE=$(printf '%q' "$RAW_PROBE_SETTING")"
+SETTINGS+=" BENCH_BUILD=$BUILD BENCH_INTERPRETED=$INTERPRETED_ROW"
 write_table latest.md "$SETTINGS" --ratio-header "ratio to nginx req/s (same transport)" \
     --ratio-to "aiohttp-floor=ratio to aiohttp floor" \
     --ratio-to "haproxy-jwt=ratio to haproxy jwt_verify"

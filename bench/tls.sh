@@ -27,6 +27,8 @@
 #   BENCH_AB_MAX_RATE=100000  ab's -n is this times the seconds (ab keeps a record per
 #                          request, allocated up front); -t ends the run first
 #   BENCH_VENV=.venv       the project's virtualenv (must exist: `make bench-tls` makes it)
+#   BENCH_BUILD=compiled   the gateway rows' build: compiled (as the image ships it, built
+#                          by bench/compiled_tree.sh into the run's folder) or interpreted
 #
 # Output: the table on stdout and in bench/results/tls-latest.md; the gateway's log in
 # bench/results/tls-gateway.log (overwritten by the next run).
@@ -59,6 +61,7 @@ AB_HELP=$(ab -h 2>&1 || true)
     || die "this ab cannot present a client certificate (no -E option): apache2-utils 2.4.x has it"
 check_cpus
 make_work
+use_build
 build_wrk_client_cert
 
 # --- configurations ------------------------------------------------------------------
@@ -263,5 +266,5 @@ VERSIONS+=", $("$PYTHON" -c 'import platform, ssl, aiohttp
 print("Python", platform.python_version(), "with", " ".join(ssl.OPENSSL_VERSION.split()[:2]), "aiohttp", aiohttp.__version__)')"
 note_versions "$VERSIONS"
 
-write_table tls-latest.md "BENCH_AB_TLS=$AB_TLS BENCH_AB_MAX_RATE=$AB_MAX_RATE" \
+write_table tls-latest.md "BENCH_AB_TLS=$AB_TLS BENCH_AB_MAX_RATE=$AB_MAX_RATE BENCH_BUILD=$BUILD" \
     --title "Gateway TLS benchmark" --ratio-header "ratio to the nginx row req/s"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gateway.auth.passwords import hash_password
+from gateway.build import build_kind
 from gateway.bootstrap import init_files, init_store
 from gateway.cli_help import COMMAND_HELP
 from gateway.cli_keys import revoke_key
@@ -96,7 +97,8 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gateway")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {package_version()} ({build_kind()})",
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
@@ -255,8 +257,8 @@ def _log_start(
     urls = [f"{scheme}://{_host(listener.host)}:{listener.port}"
             for scheme, listener in (("http", config.server.http), ("https", config.server.https))
             if listener is not None]
-    log.info("gateway %s starting: pid %d, %d worker%s, config %s, listeners %s",
-             package_version(), os.getpid(), workers, "" if workers == 1 else "s", config.path,
+    log.info("gateway %s (%s) starting: pid %d, %d worker%s, config %s, listeners %s",
+             package_version(), build_kind(), os.getpid(), workers, "" if workers == 1 else "s", config.path,
              " ".join(urls) or "none",
              extra={"fields": {"pid": os.getpid(), "urls": urls, "workers": workers}})
     # init names what it made ("ca", "kek", ...) and reports each one's path under that name.

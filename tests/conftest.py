@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from gateway.build import build_kind
 from gateway.config import load_config
 from gateway.store import Store, open_store
 from gateway.testing.support import Clock, drop_schema, unique_schema, write_config
 from tests.support import require_postgres
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With GATEWAY_EXPECT_BUILD (compiled or interpreted, as CI sets it), refuse to test
+    any other build: a missing extension would otherwise quietly test the sources."""
+    expected = os.environ.get("GATEWAY_EXPECT_BUILD")
+    if expected and build_kind() != expected:
+        raise pytest.UsageError(f"GATEWAY_EXPECT_BUILD={expected}, but this is the "
+                                f"{build_kind()} build (gateway/build.py)")
 
 
 @pytest.fixture
