@@ -95,6 +95,10 @@ FEED_ENTRY_DELAY = _Family(
 AUTH_REFUSALS = _Family("gateway_auth_refusals", "Credentials refused, by route and reason.",
                         ("route", "reason"))
 CONFIG_RELOADS = _Family("gateway_config_reloads", "SIGHUP reloads, by result.", ("result",))
+DATAPLANE_HANDOFFS = _Family(
+    "gateway_dataplane_handoffs",
+    "Connections the data plane handed to the aiohttp application, by what it met.",
+    ("reason",))
 
 # How the workers' values of a gauge make the group's (prometheus_client's multiprocess
 # modes; `live...`: workers that are running). The feed: the worst worker. The process:
@@ -139,6 +143,7 @@ class Metrics:
         self._upstream_latency_created: dict[tuple[str, ...], float] = {}
         self._refusals: dict[tuple[str, ...], _Count] = {}  # by (route, reason)
         self._reloads: dict[tuple[str, ...], _Count] = {}  # by (result,)
+        self._handoffs: dict[tuple[str, ...], _Count] = {}  # by (reason,)
         self._gauges: dict[str, float] = {}
         self.registry = CollectorRegistry()
         self._files: _SharedFiles | None = None
@@ -207,6 +212,14 @@ class Metrics:
     def observe_reload(self, ok: bool) -> None:
         _add(self._reloads, ("ok" if ok else "refused",))
 
+    def observe_handoff(self, reason: str) -> None:
+        _add(self._handoffs, (reason,))
+
+    def handoffs(self, reason: str) -> int:
+        """This process's hand-offs for `reason` so far."""
+        count = self._handoffs.get((reason,))
+        return 0 if count is None else count.value
+
     def set_feed(self, staleness: float, last_seq: float, entry_delay: float) -> None:
         self._gauges[FEED_STALENESS.name] = staleness
         self._gauges[FEED_SEQ.name] = last_seq
@@ -225,6 +238,7 @@ class Metrics:
         files.histograms(UPSTREAM_LATENCY, self._upstream_latency.items())
         files.counters(AUTH_REFUSALS, self._refusals.items())
         files.counters(CONFIG_RELOADS, self._reloads.items())
+        files.counters(DATAPLANE_HANDOFFS, self._handoffs.items())
         for name, value in self._gauges.items():
             files.gauge(name, _HELP[name], value)
         files.process()
@@ -277,6 +291,7 @@ class _Collector:
             yield gauge
         yield _counter(AUTH_REFUSALS, metrics._refusals.items())
         yield _counter(CONFIG_RELOADS, metrics._reloads.items())
+        yield _counter(DATAPLANE_HANDOFFS, metrics._handoffs.items())
 
 
 def _labels(family: _Family, values: Iterable[object]) -> dict[str, str]:

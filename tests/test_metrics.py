@@ -55,6 +55,10 @@ class Reference:
                                 ("route", "reason"), registry=r)
         self.reloads = Counter("gateway_config_reloads", "SIGHUP reloads, by result.",
                                ("result",), registry=r)
+        self.handoffs = Counter(
+            "gateway_dataplane_handoffs",
+            "Connections the data plane handed to the aiohttp application, by what it met.",
+            ("reason",), registry=r)
 
     def render(self) -> str:
         return bytes(generate_latest(self.registry)).decode()
@@ -87,6 +91,10 @@ def observe_both(metrics: Metrics, reference: Reference, seed: int, count: int) 
         if rng.random() < 0.05:
             metrics.observe_refusal("api", "expired")
             reference.refusals.labels("api", "expired").inc()
+        if rng.random() < 0.05:
+            reason = rng.choice(["head", "body", "route"])
+            metrics.observe_handoff(reason)
+            reference.handoffs.labels(reason).inc()
 
 
 def test_a_fresh_registry_renders_as_prometheus_client_does() -> None:

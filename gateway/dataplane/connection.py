@@ -57,6 +57,10 @@ log = logging.getLogger("gateway.dataplane")
 SMALL_BODY = 64 * 1024  # request bodies up to this are read here; larger ones handed off
 MAX_BUFFERED = 256 * 1024  # pipelined bytes held while a request is in flight
 SERVER = b"gateway"
+# Why a connection is handed to aiohttp (gateway_dataplane_handoffs_total{reason}): a head
+# it does not parse itself, a body larger than SMALL_BODY, a route or credential only the
+# aiohttp path serves (built-in endpoints, CORS, console sessions, ...).
+HANDOFF_REASONS = ("head", "body", "route")
 _PAUSED_MESSAGE = "client connection lost"
 
 
@@ -236,7 +240,7 @@ class DataPlaneConnection(asyncio.Protocol):
             # aiohttp answers it.
             if len(self._buffer) >= MAX_HEAD or \
                     self._buffer.count(b"\n") != self._buffer.count(b"\r\n"):
-                self.hand_off()
+                self.hand_off("head")
             elif self._deadline.kind != "head":  # from the head's first byte (slowloris)
                 self._deadline.arm(server.header_timeout, self._close, kind="head")
             return False
@@ -244,11 +248,11 @@ class DataPlaneConnection(asyncio.Protocol):
         head = parse_head(bytes(self._buffer[:end]), max_url=server.max_url_bytes,
                           max_field=server.max_header_bytes)
         if head is None or head.content_length > SMALL_BODY:
-            self.hand_off()
+            self.hand_off("head" if head is None else "body")
             return False
         admitted = self._admit(head, settings)
         if admitted is None:
-            self.hand_off()
+            self.hand_off("route")
             return False
         total = end + head.content_length
         if len(self._buffer) < total:
@@ -567,11 +571,13 @@ class DataPlaneConnection(asyncio.Protocol):
 
     # -- hand-off, timers, closing --------------------------------------------------------
 
-    def hand_off(self) -> None:
-        """Give the connection, with every byte not yet consumed, to aiohttp's protocol."""
+    def hand_off(self, reason: str) -> None:
+        """Give the connection, with every byte not yet consumed, to aiohttp's protocol;
+        `reason` (head, body, route: what the data plane does not serve) is counted."""
         transport = self._transport
         if transport is None or self._gone:
             return
+        self._plane.metrics().observe_handoff(reason)
         self._deadline.cancel()
         self._send_deadline.cancel()
         self._gone = True  # this object is done with the connection

@@ -16,6 +16,8 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.bootstrap import init_files
 from gateway.config import load_config
+from gateway.dataplane.connection import HANDOFF_REASONS
+from gateway.keys import METRICS
 from gateway.server import listener_sites, make_runner
 from gateway.testing.support import free_port, write_config
 from gateway.testing.upstream import running_upstream
@@ -98,3 +100,9 @@ async def proxy(tmp_path: Path) -> AsyncIterator[ProxySetup]:
         config_path = proxy_config(tmp_path, upstreams, dead_port)
         async with in_process_gateway(config_path) as (url, app):
             yield ProxySetup(url, config_path, upstreams, dead_port, app)
+
+
+def handed_off(app: web.Application) -> int:
+    """Connections the gateway's data plane has handed to aiohttp so far, for any reason
+    (its metrics, not a patched method: compiled classes cannot be patched)."""
+    return sum(app[METRICS].handoffs(reason) for reason in HANDOFF_REASONS)
