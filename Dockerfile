@@ -12,10 +12,16 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# The compiled build (gateway/build.py): gcc for mypyc's C, and mypyc type-checks what it
+# compiles, so the dependencies and the `compile` extra are installed first.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip install --no-cache-dir '.[compile]' \
+    && GATEWAY_COMPILE=1 pip wheel --no-cache-dir --no-deps --no-build-isolation \
+        --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 COPY docker/install.sh docker/entrypoint.sh /tmp/install/

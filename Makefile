@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-tls clean
+.PHONY: run test test-compiled lint bench bench-tls clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ test: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -rs
+
+# The compiled build (gateway/build.py) in a copy of the tree, then the tests of the
+# request path on it (CI runs this after `make test`).
+COMPILED_TREE ?= /tmp/gateway-compiled-tree
+COMPILED_TESTS ?= tests/dataplane tests/proxy tests/hostile tests/auth tests/tls \
+	tests/tracing tests/sdk tests/reliability tests/test_metrics.py
+test-compiled: $(STAMP)
+	bash bench/compiled_tree.sh $(COMPILED_TREE) $(abspath $(BIN))/python
+	cd $(COMPILED_TREE) && GATEWAY_EXPECT_BUILD=compiled PYTHONPATH=$(COMPILED_TREE) \
+		$(abspath $(BIN))/pytest -q -rs -p no:cacheprovider $(COMPILED_TESTS)
 
 bench: $(STAMP)
 	bash bench/run.sh

@@ -1,4 +1,5 @@
-"""The package as a user gets it: build the wheel from the source the Dockerfile copies,
+"""The package as a user gets it: build the compiled wheel from the source the Dockerfile
+copies, as its build stage does (so run this with a Python that has the `compile` extra),
 install it with docker/install.sh (the image's install script) into a virtualenv in a
 temporary folder outside the repository, then run it as a pip user and as the container
 entry point would: `gateway init --config-dir`, `gateway serve` on free loopback ports,
@@ -88,15 +89,17 @@ def request(method: str, url: str, body: dict[str, Any] | None = None,
 
 def build_wheel(work: Path) -> Path:
     """From what the Dockerfile's build stage copies, in a folder of its own (an in-tree
-    build could pick up stale files from build/)."""
+    build could pick up stale files from build/), compiled as the image builds it: this
+    Python must have the `compile` extra (the project's .venv has it)."""
     source = work / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(REPO / "gateway", source / "gateway",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
-        "--wheel-dir", work / "dist", source, timeout=INSTALL_TIMEOUT)
+        "--no-build-isolation", "--wheel-dir", work / "dist", source,
+        env={**os.environ, "GATEWAY_COMPILE": "1"}, cwd=source, timeout=INSTALL_TIMEOUT)
     (wheel,) = (work / "dist").glob("gateway-*.whl")
     return wheel
 
@@ -265,6 +268,9 @@ def check(report: Report, work: Path) -> None:
                 cwd=work)
     expect(Path(where.strip()).is_relative_to(prefix), "installed package", where)
     report.ok("docker/install.sh installed it into a fresh virtualenv outside the repository")
+    version = run(prefix / "bin" / "gateway", "--version", cwd=work)
+    expect(version.strip().endswith("(compiled)"), "gateway --version", version)
+    report.ok(f"the compiled build: {version.strip()}")
     with upstream() as upstream_port:
         as_pip_user(report, prefix, work, upstream_port)
     as_container(report, prefix, work)
