@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gateway.auth.passwords import hash_password
-from gateway.build import build_kind
 from gateway.bootstrap import init_files, init_store
+from gateway.build import build_kind
 from gateway.cli_help import COMMAND_HELP
 from gateway.cli_keys import revoke_key
 from gateway.cli_tokens import NotFound, admin_token, mint_tokens, rotate_keys
@@ -258,8 +258,8 @@ def _log_start(
             for scheme, listener in (("http", config.server.http), ("https", config.server.https))
             if listener is not None]
     log.info("gateway %s (%s) starting: pid %d, %d worker%s, config %s, listeners %s",
-             package_version(), build_kind(), os.getpid(), workers, "" if workers == 1 else "s", config.path,
-             " ".join(urls) or "none",
+             package_version(), build_kind(), os.getpid(), workers,
+             "" if workers == 1 else "s", config.path, " ".join(urls) or "none",
              extra={"fields": {"pid": os.getpid(), "urls": urls, "workers": workers}})
     # init names what it made ("ca", "kek", ...) and reports each one's path under that name.
     created = {name: str(files.get(name, "")) for name in files.get("created", [])}

@@ -72,9 +72,13 @@ class BadCredential:
     reason: Reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TokenCredential:
     claims: Claims
+
+    # __init__ written out (init=False): see Principal.
+    def __init__(self, claims: Claims) -> None:
+        object.__setattr__(self, "claims", claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +102,41 @@ Credential = (
 NO_CREDENTIAL = NoCredential()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RequestFacts:
     """What of the request itself the decision reads."""
 
-    method: str = "GET"
-    client_cert: str | None = None  # SHA-256 of the verified client certificate
-    upgrade: bool = False  # a WebSocket handshake
-    content_type: str | None = None
-    origin: str | None = None
-    fetch_site: str | None = None  # Sec-Fetch-Site
-    own_origin: str | None = None  # scheme://host the request was addressed to
+    method: str
+    client_cert: str | None  # SHA-256 of the verified client certificate
+    upgrade: bool  # a WebSocket handshake
+    content_type: str | None
+    origin: str | None
+    fetch_site: str | None  # Sec-Fetch-Site
+    own_origin: str | None  # scheme://host the request was addressed to
+
+    # __init__ written out (init=False): see Principal.
+    def __init__(self, method: str = "GET", client_cert: str | None = None,
+                 upgrade: bool = False, content_type: str | None = None,
+                 origin: str | None = None, fetch_site: str | None = None,
+                 own_origin: str | None = None) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "client_cert", client_cert)
+        object.__setattr__(self, "upgrade", upgrade)
+        object.__setattr__(self, "content_type", content_type)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "fetch_site", fetch_site)
+        object.__setattr__(self, "own_origin", own_origin)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Allowed:
     principal: Principal | None
-    warning: str | None = None  # the `Warning` every answer to the request carries
+    warning: str | None  # the `Warning` every answer to the request carries
+
+    # __init__ written out (init=False): see Principal.
+    def __init__(self, principal: Principal | None, warning: str | None = None) -> None:
+        object.__setattr__(self, "principal", principal)
+        object.__setattr__(self, "warning", warning)
 
 
 Decision = Allowed | Refused

@@ -31,7 +31,7 @@ from gateway.runtime import Settings
 _FAST_AUTH = frozenset({Auth.PUBLIC, Auth.ACCESS_TOKEN, Auth.ADMIN_TOKEN, Auth.ANY_TOKEN})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Admitted:
     rule: Rule
     path: str  # normalised
@@ -41,6 +41,19 @@ class Admitted:
     principal: Principal | None
     warning: str | None
     token: str | None  # the bearer presented, if any
+
+    # __init__ written out (init=False): see gateway.auth.principal.Principal.
+    def __init__(self, rule: Rule, path: str, query: str, host: str, pool: RegionPool,
+                 principal: Principal | None, warning: str | None, token: str | None
+                 ) -> None:
+        self.rule = rule
+        self.path = path
+        self.query = query
+        self.host = host
+        self.pool = pool
+        self.principal = principal
+        self.warning = warning
+        self.token = token
 
 
 class RouteCache:

@@ -24,7 +24,7 @@ _HANDED_OFF = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te",
                          b"http2-settings"})
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to make
+@dataclass(slots=True, init=False)  # not frozen: a frozen dataclass is slower to make
 class Head:
     method: str
     target: str  # the raw request target, as sent
@@ -32,6 +32,16 @@ class Head:
     content_length: int
     keep_alive: bool
     size: int  # bytes of the head, CRLF CRLF included
+
+    # __init__ written out (init=False): see gateway.auth.principal.Principal.
+    def __init__(self, method: str, target: str, headers: CIMultiDict[str],
+                 content_length: int, keep_alive: bool, size: int) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.size = size
 
 
 class _Collector:

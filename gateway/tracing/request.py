@@ -18,13 +18,22 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestTrace:
     trace_id: str  # 32 hex digits: the caller's trace, or a new one; in every access line
     span_id: str  # 16 hex digits: the gateway's span, the parent id sent upstream
     sampled: bool  # the `sampled` flag sent upstream
     parent: TraceParent | None  # the caller's context when its traceparent was kept
-    span: Span | None = None  # being recorded: only while spans are exported and sampled
+    span: Span | None  # being recorded: only while spans are exported and sampled
+
+    # __init__ written out (init=False): see gateway.auth.principal.Principal.
+    def __init__(self, trace_id: str, span_id: str, sampled: bool,
+                 parent: TraceParent | None, span: Span | None = None) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.parent = parent
+        self.span = span
 
     @property
     def traceparent(self) -> str:
