@@ -18,6 +18,11 @@ FLUSH_INTERVAL = 0.2
 MAX_BUFFERED = 512
 
 
+# "000" to "999": milliseconds without a format specification, which the compiled build
+# (gateway/build.py) turns into a str.format call costing more than the rest of the line.
+THREE_DIGITS = tuple(str(n).zfill(3) for n in range(1000))
+
+
 class _SecondCache:
     """strftime once per second: formatting a time per request is measurable."""
 
@@ -31,7 +36,7 @@ def utc_now_iso() -> str:
     if second != _SecondCache.second:
         _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _SecondCache.second = second
-    return f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+    return f"{_SecondCache.text}.{THREE_DIGITS[int((now - second) * 1000)]}Z"
 
 
 class AccessLog:
@@ -70,12 +75,13 @@ def access_line(
     """One JSON object, built directly: a dict and json.dumps cost twice as much per line.
     Both listeners' paths (aiohttp and the data plane) write exactly this shape.
     `request_id` and `trace_id` are checked or made by the gateway: no escaping needed."""
+    micros = round(elapsed * 1_000_000)  # durationMs with three decimals
     return (
         f'{{"time":"{utc_now_iso()}","requestId":"{request_id}","traceId":"{trace_id}",'
         f'"method":{_json(method)},"path":{_json(path)},'
         f'"status":{status},"route":{_json(route)},'
         f'"region":{_json(region)},"upstream":{_json(upstream)},'
-        f'"durationMs":{elapsed * 1000:.3f},"bytesIn":{bytes_in},'
+        f'"durationMs":{micros // 1000}.{THREE_DIGITS[micros % 1000]},"bytesIn":{bytes_in},'
         f'"bytesOut":{bytes_out},"remote":{_json(remote)},"principal":{_json(principal)}'
         + (f',"refusal":{_json(refusal)}}}' if refusal else "}")
     )

@@ -640,7 +640,9 @@ def response_head(status: int, reason: str, fields: RawFields, *, request_id: st
     """The head for the client: the upstream's fields through the response filter, then
     the gateway's own (framing, Server, Date, X-Request-Id, Warning); `length` None
     means a chunked body."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1", "replace"))]
+    # Concatenation, not bytes % formatting: compiled, it is the cheaper of the two.
+    parts = [b"HTTP/1.1 " + str(status).encode() + b" "
+             + reason.encode("latin-1", "replace") + b"\r\n"]
     server = date = False
     for name, value in forwarded_response_fields(fields):
         key = name.lower()
@@ -661,7 +663,7 @@ def response_head(status: int, reason: str, fields: RawFields, *, request_id: st
     if warning:
         parts += b"Warning: ", warning.encode("latin-1", "replace"), b"\r\n"
     if length is not None:
-        parts.append(b"Content-Length: %d\r\n" % length)
+        parts.append(b"Content-Length: " + str(length).encode() + b"\r\n")
     elif not _bodiless(status):
         parts.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:

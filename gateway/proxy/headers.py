@@ -350,7 +350,8 @@ class _RequestIds:
         self.counter = itertools.count()
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        # to_bytes().hex(), not a format specification: see accesslog.THREE_DIGITS.
+        return self.prefix + (next(self.counter) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big").hex()
 
 
 _REQUEST_IDS = _RequestIds()
