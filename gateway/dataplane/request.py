@@ -75,13 +75,46 @@ def head_end(buffer: bytes | bytearray) -> int:
     return -1 if end < 0 else end + 4
 
 
+# Heads that end a line with a bare CR or LF: llhttp and the CRLF CRLF split above must
+# agree on where a head ends, so such a head is never the data plane's.
+_BARE_LINE_BREAKS = (
+    b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\rHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+    b"GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n",
+)
+
+
+def _llhttp_refuses_bare_line_breaks() -> bool:
+    """Whether the installed llhttp rejects every bare CR or LF in a head (it does since
+    llhttp 9, strict by default): then the data plane need not scan each head for them."""
+    for raw in _BARE_LINE_BREAKS:
+        collector = _Collector()
+        parser = httptools.HttpRequestParser(collector)
+        collector.parser = parser
+        try:
+            parser.feed_data(raw)
+        except httptools.HttpParserError:
+            continue
+        return False
+    return True
+
+
+STRICT_LINE_BREAKS = _llhttp_refuses_bare_line_breaks()
+
+
 def parse_head(raw: bytes, *, max_url: int, max_field: int) -> Head | None:
     """The head if the data plane can serve its shape, else None (hand it off)."""
-    # A bare CR or LF would make this split and llhttp's disagree on where the head
-    # ends; a byte beyond ASCII is answered by aiohttp with the contract's 400.
-    crlf = raw.count(b"\r\n")
-    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf or not raw.isascii():
+    # A byte beyond ASCII is answered by aiohttp with the contract's 400. A bare CR or
+    # LF: see _BARE_LINE_BREAKS (counted here only with an llhttp that accepts them).
+    if not raw.isascii():
         return None
+    if not STRICT_LINE_BREAKS:
+        crlf = raw.count(b"\r\n")
+        if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
+            return None
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
     collector.parser = parser

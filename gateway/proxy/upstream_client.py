@@ -154,7 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._close()
                 return
         # Listeners hear of the head and the end only once the parser is done with the
-        # bytes: a listener may hand this connection back to the pool (a new parser).
+        # bytes: a listener may hand this connection back to the pool, and send on it again.
         listener = self._listener
         if listener is not None and self._head_seen and self._error is None:
             if self._complete:
@@ -308,7 +308,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.disarm()
         if self._complete and not self.closed and self._keep_alive:
-            self._parser = httptools.HttpResponseParser(self)
+            # The parser is kept: after a complete kept-alive message llhttp starts the
+            # next one afresh (an answer that failed to parse never comes back here).
             self._reset_message()
             self.reused = True
             self.in_use = False

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from gateway.build import build_kind
+from gateway.dataplane import request as request_module
 from gateway.dataplane.request import parse_head
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
@@ -163,6 +164,29 @@ async def test_an_idle_keep_alive_connection_is_closed(plane: int) -> None:
 ])
 def test_which_heads_the_data_plane_serves(raw: bytes, served: bool) -> None:
     assert (parse_head(raw, max_url=8190, max_field=8190) is not None) is served
+
+
+BARE_LINE_BREAKS = [
+    b"GET /x HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX: 1\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n",
+    b"GET /x HTTP/1.1\nHost: a\r\n\r\n",
+    b"GET /x HTTP/1.1\rHost: a\r\n\r\n",
+    b"GET /x\r HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX: 1\r\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX:\n 1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", BARE_LINE_BREAKS)
+@pytest.mark.parametrize("strict", [True, False], ids=["llhttp-only", "scanned"])
+def test_a_bare_cr_or_lf_is_never_the_data_planes(raw: bytes, strict: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused by the installed llhttp itself (checked at import), and by the scan an
+    llhttp that accepted them would get instead."""
+    assert request_module.STRICT_LINE_BREAKS  # httptools as pinned: no scan per head
+    monkeypatch.setattr(request_module, "STRICT_LINE_BREAKS", strict)
+    assert parse_head(raw, max_url=8190, max_field=8190) is None
 
 
 async def test_a_refusal_is_answered_on_the_data_plane_and_the_connection_stays(
