@@ -27,6 +27,7 @@ COMPILED_MODULES = (
     "gateway.proxy.headers",
     "gateway.proxy.deadline",
     "gateway.proxy.upstreams",
+    "gateway.proxy.outbound",
     "gateway.proxy.upstream_client",
     "gateway.tracing.context",
     "gateway.tracing.request",

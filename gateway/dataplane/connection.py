@@ -26,18 +26,13 @@ from gateway.dataplane.admission import Admitted, Refusal, admit
 from gateway.dataplane.request import MAX_HEAD, Head, head_end, parse_head
 from gateway.errors import GatewayError, error_body
 from gateway.proxy.deadline import Deadline
-from gateway.proxy.forward import (
-    IDEMPOTENT,
-    OutboundRequest,
-    Relayable,
-    failed_over,
-    send_upstream,
-)
+from gateway.proxy.forward import IDEMPOTENT, Relayable, failed_over, send_upstream
 from gateway.proxy.headers import (
     forwarded_request_headers,
     forwarded_response_fields,
     request_id_for,
 )
+from gateway.proxy.outbound import OutboundRequest
 from gateway.proxy.upstream_client import (
     RawFields,
     UpstreamBroken,

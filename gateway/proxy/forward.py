@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -29,6 +28,7 @@ from gateway.proxy.headers import (
     forwarded_response_fields,
     without_query_parameter,
 )
+from gateway.proxy.outbound import OutboundRequest
 from gateway.proxy.upstream_client import (
     RawFields,
     UpstreamBroken,
@@ -36,7 +36,6 @@ from gateway.proxy.upstream_client import (
     UpstreamRefused,
     UpstreamTimeout,
     decoded_headers,
-    request_head,
 )
 from gateway.proxy.upstreams import RegionPool, Upstream
 from gateway.requestinfo import INFO, stamp
@@ -167,31 +166,6 @@ async def _send(request: web.Request, pool: RegionPool, outbound: OutboundReques
     )
 
 
-@dataclass(slots=True)
-class OutboundRequest:
-    """What goes to an upstream, whichever is tried: method, target (normalised path
-    and raw query), the filtered headers with the caller's identity, the body."""
-
-    method: str
-    target: str
-    headers: CIMultiDict[str]
-    body: bytes | _StreamedBody | None
-
-    @property
-    def replayable(self) -> bool:
-        return not isinstance(self.body, _StreamedBody)
-
-    @property
-    def body_bytes(self) -> bytes | None:
-        """The body when it is held whole (small), else None."""
-        return self.body if isinstance(self.body, bytes) else None
-
-    def head_for(self, upstream: Upstream) -> bytes:
-        """The request head for `upstream` (its Host, its path prefix)."""
-        return request_head(self.method, upstream.path_prefix + self.target, upstream.host,
-                            self.headers, self.body_bytes)
-
-
 async def send_upstream(
     request: OutboundRequest,
     *,
@@ -213,7 +187,7 @@ async def send_upstream(
                 response: Relayable = await _send_with_aiohttp(client, pool, upstream, request)
             else:
                 response = await upstreams.send(
-                    upstream.origin, request.head_for(upstream), request.body,
+                    upstream.origin, request.head_for(upstream), request.body_bytes,
                     connect_timeout=pool.timeouts.connect, read_timeout=pool.timeouts.read,
                     idempotent=request.method in IDEMPOTENT,
                 )
