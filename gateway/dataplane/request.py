@@ -131,20 +131,27 @@ def parse_head(raw: bytes, *, max_url: int, max_field: int) -> Head | None:
         return None
     if len(raw) > max_field and any(len(n) + len(v) + 2 > max_field for n, v in fields):
         return None  # aiohttp answers 431
-    names = {name.lower() for name, _ in fields}
-    if not names.isdisjoint(_HANDED_OFF):
-        return None
-    headers: CIMultiDict[str] = CIMultiDict(
-        [(name.decode("ascii"), value.decode("ascii")) for name, value in fields])
-    if len(headers.getall("Host", ())) != 1:
-        return None
-    if b"connection" in names and any(
-            "upgrade" in value.lower() for value in headers.getall("Connection")):
+    # One pass over the fields: what hands the head off, and what is decoded for the rest.
+    decoded: list[tuple[str, str]] = []
+    hosts = 0
+    lengths: list[bytes] = []
+    for name, value in fields:
+        lower = name.lower()
+        if lower in _HANDED_OFF:
+            return None
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"content-length":
+            lengths.append(value)
+        elif lower == b"connection" and b"upgrade" in value.lower():
+            return None
+        decoded.append((name.decode("ascii"), value.decode("ascii")))
+    if hosts != 1 or len(lengths) > 1:
         return None
     length = 0
-    if b"content-length" in names:
-        lengths = headers.getall("Content-Length")
-        if len(lengths) > 1 or not lengths[0].strip().isdigit():
+    if lengths:
+        if not lengths[0].strip().isdigit():
             return None
         length = int(lengths[0])
+    headers: CIMultiDict[str] = CIMultiDict(decoded)
     return Head(method, url.decode("ascii"), headers, length, collector.keep_alive, len(raw))
