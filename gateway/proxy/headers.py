@@ -151,7 +151,8 @@ def forwarded_request_headers(
     upstream (`ClientSession.ws_connect`) negotiates key, version and extensions itself
     and should pass only `Sec-WebSocket-Protocol` on.
     """
-    named_by_connection = {t.replace("_", "-") for t in _connection_tokens(incoming)}
+    tokens = _connection_tokens(incoming)
+    named_by_connection = {t.replace("_", "-") for t in tokens} if tokens else _NONE_NAMED
     from_trusted = trusted.trusts(peer)
     cert_header = client_cert_header.lower().replace("_", "-") if client_cert_header else None
     out: CIMultiDict[str] = CIMultiDict()
@@ -181,31 +182,36 @@ def forwarded_request_headers(
                 continue
         out.add(name, value)
 
+    # `add`, not `out[name] =`, for names the loop never keeps (each a DROP kind, or
+    # checked just before): a set scans every entry for copies to replace.
     length = _content_length(incoming)
     if length is not None and not _chunked(incoming):
-        out["Content-Length"] = length
+        out.add("Content-Length", length)
     if upgrade:
-        out["Connection"] = "Upgrade"
+        out.add("Connection", "Upgrade")
 
     client = _peer_text(peer)
     chain = [hop.strip() for value in received_for for hop in value.split(",") if hop.strip()]
     if client is not None:
         chain.append(client)
     if chain:
-        out["X-Forwarded-For"] = ", ".join(chain)
+        out.add("X-Forwarded-For", ", ".join(chain))
     # From a trusted proxy its values stand; we only fill in what it left out.
     if "X-Forwarded-Proto" not in out:
-        out["X-Forwarded-Proto"] = scheme
+        out.add("X-Forwarded-Proto", scheme)
     if host is not None and "X-Forwarded-Host" not in out:
-        out["X-Forwarded-Host"] = host
+        out.add("X-Forwarded-Host", host)
     if "Forwarded" in out:  # only present when it came from a trusted proxy
         _append_forwarded(out, _ip(peer), scheme, host)
-    out["X-Request-Id"] = request_id
+    out.add("X-Request-Id", request_id)
     if trace is not None:  # after the loop: no cost per header
         out[TRACEPARENT] = trace.traceparent  # replaces every client copy
         if not trace.keeps_tracestate and TRACESTATE in out:
             del out[TRACESTATE]
     return out
+
+
+_NONE_NAMED: frozenset[str] = frozenset()
 
 
 class _Kind(enum.Enum):
