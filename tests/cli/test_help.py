@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.build import build_kind
 from gateway.cli import build_parser, main
 from gateway.cli_help import COMMAND_HELP
 from gateway.testing.process import run_cli
@@ -27,9 +28,10 @@ COMMANDS = {" ".join(words): parser for words, parser in _commands(build_parser(
 
 
 async def test_version_comes_from_the_package_metadata() -> None:
+    """The version, then which build runs (gateway/build.py)."""
     code, out, err = await run_cli("--version")
     assert (code, err) == (0, "")
-    assert out == f"gateway {importlib.metadata.version('gateway')}\n"
+    assert out == f"gateway {importlib.metadata.version('gateway')} ({build_kind()})\n"
 
 
 def test_bare_gateway_prints_its_help_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
