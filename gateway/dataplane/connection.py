@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 
 from gateway.accesslog import access_line
 from gateway.dataplane.admission import Admitted, Refusal, admit
-from gateway.dataplane.request import MAX_HEAD, Head, head_end, parse_head
+from gateway.dataplane.request import MAX_HEAD, Head, HeadReader, head_end
 from gateway.errors import GatewayError, error_body
 from gateway.proxy.deadline import Deadline
 from gateway.proxy.forward import IDEMPOTENT, Relayable, failed_over, send_upstream
@@ -128,6 +128,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._plane = plane
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._heads = HeadReader()
         self._busy = False  # a request is being forwarded
         self._exchange: Exchange | None = None
         self._reading_paused = False
@@ -240,8 +241,8 @@ class DataPlaneConnection(asyncio.Protocol):
                 self._deadline.arm(server.header_timeout, self._close, kind="head")
             return False
         started = time.perf_counter()
-        head = parse_head(bytes(self._buffer[:end]), max_url=server.max_url_bytes,
-                          max_field=server.max_header_bytes)
+        head = self._heads.parse(bytes(self._buffer[:end]), max_url=server.max_url_bytes,
+                                 max_field=server.max_header_bytes)
         if head is None or head.content_length > SMALL_BODY:
             self.hand_off("head" if head is None else "body")
             return False

@@ -45,16 +45,20 @@ class Head:
 
 
 class _Collector:
-    """httptools callbacks for one head."""
+    """httptools callbacks for one head at a time."""
 
-    __slots__ = ("complete", "fields", "keep_alive", "parser", "url")
+    __slots__ = ("complete", "fields", "keep_alive", "message_complete", "parser", "url")
 
     def __init__(self) -> None:
+        self.parser: httptools.HttpRequestParser | None = None
+        self.reset()
+
+    def reset(self) -> None:
         self.url = b""
         self.fields: list[tuple[bytes, bytes]] = []
         self.complete = False
         self.keep_alive = False
-        self.parser: httptools.HttpRequestParser | None = None
+        self.message_complete = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -67,6 +71,9 @@ class _Collector:
         # Only meaningful now: once the message completes, llhttp resets its flags.
         assert self.parser is not None
         self.keep_alive = self.parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        self.message_complete = True
 
 
 def head_end(buffer: bytes | bytearray) -> int:
@@ -106,7 +113,37 @@ STRICT_LINE_BREAKS = _llhttp_refuses_bare_line_breaks()
 
 
 def parse_head(raw: bytes, *, max_url: int, max_field: int) -> Head | None:
-    """The head if the data plane can serve its shape, else None (hand it off)."""
+    """`HeadReader.parse` with a reader of its own."""
+    return HeadReader().parse(raw, max_url=max_url, max_field=max_field)
+
+
+class HeadReader:
+    """One connection's request heads, parsed in turn with one llhttp parser: after a
+    complete kept-alive message without a body llhttp starts the next one afresh. After
+    anything else (a body to come, a close, an error) the next head gets a new parser."""
+
+    __slots__ = ("_collector", "_parser")
+
+    def __init__(self) -> None:
+        self._collector = _Collector()
+        self._parser: httptools.HttpRequestParser | None = None
+
+    def parse(self, raw: bytes, *, max_url: int, max_field: int) -> Head | None:
+        """The head if the data plane can serve its shape, else None (hand it off)."""
+        collector = self._collector
+        collector.reset()
+        parser = self._parser
+        if parser is None:
+            parser = collector.parser = httptools.HttpRequestParser(collector)
+        self._parser = None  # kept again below only once it is back at a message start
+        head = _parse(raw, parser, collector, max_url=max_url, max_field=max_field)
+        if head is not None and collector.message_complete and collector.keep_alive:
+            self._parser = parser
+        return head
+
+
+def _parse(raw: bytes, parser: httptools.HttpRequestParser, collector: _Collector, *,
+           max_url: int, max_field: int) -> Head | None:
     # A byte beyond ASCII is answered by aiohttp with the contract's 400. A bare CR or
     # LF: see _BARE_LINE_BREAKS (counted here only with an llhttp that accepts them).
     if not raw.isascii():
@@ -115,14 +152,14 @@ def parse_head(raw: bytes, *, max_url: int, max_field: int) -> Head | None:
         crlf = raw.count(b"\r\n")
         if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
             return None
-    collector = _Collector()
-    parser = httptools.HttpRequestParser(collector)
-    collector.parser = parser
     try:
         parser.feed_data(raw)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         return None  # malformed, or an upgrade: aiohttp answers or upgrades it
-    if not collector.complete or parser.get_http_version() != "1.1":
+    # HTTP/1.1 only, read off the request line llhttp has just checked (cheaper than
+    # asking the parser for its version as text).
+    line_end = raw.find(b"\r\n")
+    if not collector.complete or raw[line_end - 9:line_end] != b" HTTP/1.1":
         return None
     method = parser.get_method().decode("ascii")
     url, fields = collector.url, collector.fields

@@ -166,6 +166,36 @@ def test_which_heads_the_data_plane_serves(raw: bytes, served: bool) -> None:
     assert (parse_head(raw, max_url=8190, max_field=8190) is not None) is served
 
 
+def test_one_reader_parses_a_connections_heads_as_fresh_parsers_would() -> None:
+    """A reader keeps its llhttp parser only between complete bodiless messages: each
+    head of a mixed sequence is read exactly as a new parser reads it alone."""
+    heads = [
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /b?x=1 HTTP/1.1\r\nHost: a\r\nX-Id: 2\r\n\r\n",
+        b"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",  # body to come
+        b"DELETE /d HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET /e HTTP/1.0\r\nHost: a\r\n\r\n",  # refused: HTTP/1.0
+        b"PUT /f HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /g HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",  # no reuse after
+        b"GET /h HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9\r\n\r\n",  # refused: not ASCII
+        b"PATCH /i HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /j HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",  # refused: bare LF
+        b"GET /k HTTP/1.1\r\nHost: b\r\n\r\n",
+    ]
+    reader = request_module.HeadReader()
+    read = [reader.parse(raw, max_url=8190, max_field=8190) for raw in heads]
+    alone = [parse_head(raw, max_url=8190, max_field=8190) for raw in heads]
+    assert read == alone
+    assert [head.target if head else None for head in read] == [
+        "/a", "/b?x=1", "/c", "/d", None, "/f", "/g", None, "/i", None, "/k"]
+    # And the parser is indeed kept across bodiless heads (what the reader is for).
+    reader = request_module.HeadReader()
+    reader.parse(heads[0], max_url=8190, max_field=8190)
+    kept = reader._parser
+    reader.parse(heads[1], max_url=8190, max_field=8190)
+    assert kept is not None and reader._parser is kept
+
+
 BARE_LINE_BREAKS = [
     b"GET /x HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
     b"GET /x HTTP/1.1\r\nHost: a\r\nX: 1\n\r\n",
