@@ -34,7 +34,8 @@ test: $(STAMP)
 # request path on it (CI runs this after `make test`).
 COMPILED_TREE ?= /tmp/gateway-compiled-tree
 COMPILED_TESTS ?= tests/dataplane tests/proxy tests/hostile tests/auth tests/tls \
-	tests/tracing tests/sdk tests/reliability tests/test_metrics.py
+	tests/tracing tests/sdk tests/reliability tests/test_metrics.py tests/test_accesslog.py \
+	tests/test_upstream_faults.py tests/test_proxy_process.py
 test-compiled: $(STAMP)
 	bash bench/compiled_tree.sh $(COMPILED_TREE) $(abspath $(BIN))/python
 	cd $(COMPILED_TREE) && GATEWAY_EXPECT_BUILD=compiled PYTHONPATH=$(COMPILED_TREE) \
