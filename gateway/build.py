@@ -4,9 +4,9 @@ With GATEWAY_COMPILE=1, setup.py compiles these modules to C extensions with myp
 (mypy's compiler, from the type annotations `make test` checks). They are the data
 plane's request path: a proxied request is a few hundred Python calls of glue between
 C parsers and sockets, and compiled that glue costs about half the CPU (README
-"Performance"). The same sources run interpreted without it. Modules that only run at
-start-up or on the control plane stay interpreted: compiling them would only lengthen
-the build.
+"Benchmarks", docs/DATAPLANE.md "The compiled build"). The same sources run
+interpreted without it. Modules that only run at start-up or on the control plane stay
+interpreted: compiling them would only lengthen the build.
 """
 
 from __future__ import annotations
