@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "gateway.proxy.upstreams",
     "gateway.proxy.outbound",
     "gateway.proxy.upstream_client",
+    "gateway.proxy.write_batch",
     "gateway.tracing.context",
     "gateway.tracing.request",
     "gateway.accesslog",

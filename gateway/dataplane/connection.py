@@ -40,6 +40,7 @@ from gateway.proxy.upstream_client import (
     UpstreamTimeout,
 )
 from gateway.proxy.upstreams import RegionPool, Upstream
+from gateway.proxy.write_batch import Outbox, WriteBatch
 from gateway.runtime import Settings
 from gateway.tls.client_cert import header_fingerprint
 from gateway.tracing.request import RequestTrace
@@ -129,6 +130,8 @@ class DataPlaneConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._heads = HeadReader()
+        self._batch: WriteBatch = plane.writes()
+        self._outbox: Outbox | None = None  # from connection_made
         self._busy = False  # a request is being forwarded
         self._exchange: Exchange | None = None
         self._reading_paused = False
@@ -150,6 +153,7 @@ class DataPlaneConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        self._outbox = Outbox(self._batch, transport)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else None
         ssl_object = transport.get_extra_info("ssl_object")
@@ -179,6 +183,9 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._gone = True
+        self._set_busy(False)
+        if self._outbox is not None:
+            self._outbox.drop()
         self._deadline.cancel()
         self._send_deadline.cancel()
         exchange, self._exchange = self._exchange, None
@@ -263,7 +270,7 @@ class DataPlaneConnection(asyncio.Protocol):
                 return True
             self._close()
             return False
-        self._busy = True
+        self._set_busy(True)
         self._begin(self._exchange_for(head, admitted, body, settings))
         return False
 
@@ -438,12 +445,18 @@ class DataPlaneConnection(asyncio.Protocol):
         """The exchange is over: record it, then serve the next request (or close)."""
         self._record(exchange, sent)
         self._exchange = None
-        self._busy = False
+        self._set_busy(False)
         if not keep_alive:
             self._close()
             return
         self._resume()
         self._next()
+
+    def _set_busy(self, busy: bool) -> None:
+        """Whether a request is being forwarded (counted in the batch's load)."""
+        if busy != self._busy:
+            self._busy = busy
+            self._batch.in_flight += 1 if busy else -1
 
     def _resume(self) -> None:
         if self._reading_paused and self._transport is not None \
@@ -546,12 +559,14 @@ class DataPlaneConnection(asyncio.Protocol):
         return sent, keep_alive
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._gone:
-            self._transport.write(data)
+        if self._outbox is not None and not self._gone:
+            self._outbox.write(data)
 
     async def _drain(self) -> None:
         if self._gone:
             raise ConnectionResetError(_PAUSED_MESSAGE)
+        assert self._outbox is not None
+        self._outbox.flush()  # the transport's buffer decides whether to wait
         if not self._write_paused:
             return
         self._write_waiter = asyncio.get_running_loop().create_future()
@@ -576,6 +591,8 @@ class DataPlaneConnection(asyncio.Protocol):
         self._plane.metrics().observe_handoff(reason)
         self._deadline.cancel()
         self._send_deadline.cancel()
+        if self._outbox is not None:
+            self._outbox.flush()  # answers to earlier requests go before aiohttp's
         self._gone = True  # this object is done with the connection
         self._plane.forget(self)
         protocol = self._plane.aiohttp_protocol()
@@ -606,6 +623,8 @@ class DataPlaneConnection(asyncio.Protocol):
     def _close(self) -> None:
         self._deadline.disarm()
         if self._transport is not None and not self._transport.is_closing():
+            assert self._outbox is not None
+            self._outbox.flush()  # a close sends what the transport holds, not the outbox
             self._transport.close()
 
     def close_when_idle(self) -> bool:
@@ -617,6 +636,8 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         if self._transport is not None:
+            if self._outbox is not None:
+                self._outbox.drop()
             self._transport.abort()
 
 

@@ -31,6 +31,7 @@ from gateway.keys import (
 )
 from gateway.metrics import Metrics
 from gateway.proxy.upstream_client import UpstreamPool
+from gateway.proxy.write_batch import WriteBatch
 from gateway.runtime import Settings
 from gateway.tracing.tracer import Tracing
 
@@ -91,6 +92,9 @@ class DataPlane:
 
     def upstreams(self) -> UpstreamPool:
         return self._upstreams
+
+    def writes(self) -> WriteBatch:
+        return self._upstreams.writes
 
     def client(self) -> aiohttp.ClientSession:
         return self._client

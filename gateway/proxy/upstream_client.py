@@ -30,6 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.proxy.deadline import Deadline
+from gateway.proxy.write_batch import Outbox, WriteBatch
 
 _UNSAFE = re.compile(r"[\r\n\x00]")
 READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much is unread
@@ -100,6 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._pool = pool
         self.origin = origin
         self.transport: asyncio.Transport | None = None
+        self._outbox: Outbox | None = None  # the data plane's requests (`exchange`)
         self.closed = False
         self.reused = False
         self.in_use = False  # a request was sent and its answer is not through yet
@@ -134,6 +136,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport, only alike.
         self.transport = cast(asyncio.Transport, transport)
+        self._outbox = Outbox(self._pool.writes, self.transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.in_use:
@@ -242,9 +245,10 @@ class UpstreamConnection(asyncio.Protocol):
     def exchange(self, head: bytes, body: bytes | None, read_timeout: float,
                  listener: ExchangeListener) -> None:
         """Send a request; `listener` hears of the answer (see ExchangeListener)."""
-        assert self.transport is not None
+        assert self._outbox is not None
         self._listener = listener
-        self._write(head, body, read_timeout)
+        self._sending(read_timeout)
+        self._outbox.write(head + body if body else head)  # maybe held: see write_batch
 
     def detach(self) -> UpstreamResponse:
         """Stop calling the listener (after its `upstream_head`): the rest of the answer
@@ -256,17 +260,17 @@ class UpstreamConnection(asyncio.Protocol):
                    ) -> UpstreamResponse:
         assert self.transport is not None
         self._head = asyncio.get_running_loop().create_future()
-        self._write(head, body, read_timeout)
+        self._sending(read_timeout)
+        self.transport.write(head + body if body else head)
         await self._head
         if self._error is not None:
             raise self._error
         return self._response()
 
-    def _write(self, head: bytes, body: bytes | None, read_timeout: float) -> None:
-        assert self.transport is not None
+    def _sending(self, read_timeout: float) -> None:
+        """A request goes out now: in use, and the answer's time-out armed."""
         self.in_use = True
         self._read_timeout = read_timeout
-        self.transport.write(head + body if body else head)
         if read_timeout > 0:
             if self._deadline is None:
                 self._deadline = Deadline(asyncio.get_running_loop())
@@ -320,6 +324,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.closed = True
+        if self._outbox is not None:
+            self._outbox.drop()  # a request not sent yet is abandoned with the connection
         if self.transport is not None:
             self.transport.close()
 
@@ -327,6 +333,8 @@ class UpstreamConnection(asyncio.Protocol):
         """Stop listening and drop the connection at once (never back to the pool)."""
         self._listener = None
         self.closed = True
+        if self._outbox is not None:
+            self._outbox.drop()
         if self.transport is not None:
             self.transport.abort()
 
@@ -355,6 +363,8 @@ class UpstreamPool:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._idle: dict[Origin, collections.deque[UpstreamConnection]] = {}
         self._ssl = ssl_context or ssl.create_default_context()
+        # The data plane's writes, to its clients and to upstreams (see write_batch).
+        self.writes = WriteBatch()
 
     def idle(self, origin: Origin, *, idempotent: bool = True) -> UpstreamConnection | None:
         """A kept-alive connection to `origin` ready for a request, if there is one.
