@@ -54,7 +54,8 @@ class AccessLog:
     def flush(self) -> None:
         if self._lines:
             lines, self._lines = self._lines, []
-            self.stream.write("\n".join(lines) + "\n")
+            lines.append("")  # the last newline, without copying the whole batch again
+            self.stream.write("\n".join(lines))
             self.stream.flush()
 
     async def run(self) -> None:

@@ -9,8 +9,12 @@ request with a known token costs two dictionary lookups, never a database round 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
+import functools
 import hashlib
+import json
 import math
 import secrets
 import struct
@@ -317,11 +321,8 @@ class TokenService:
             return True
         if token.count(".") != 2 or len(token) > MAX_TOKEN_BYTES or not token.isascii():
             return False
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError:
-            return False
-        return isinstance(kid, str) and self.ring.verifier(kid) is not None
+        kid = _remembered_kid(token.partition(".")[0])
+        return kid is not None and self.ring.verifier(kid) is not None
 
     async def verify(self, token: str) -> Claims:
         """Claims of a valid token; GatewayError "token expired" or "Invalid token" else."""
@@ -428,3 +429,19 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 __all__ = ["Claims", "GatewayError", "TokenService", "bearer_token"]
+
+
+def _header_kid(segment: str) -> str | None:
+    """The `kid` a JWT's header segment (base64url JSON) names; None if none or not one."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):  # json's and base64's errors alike
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+# A key's tokens share one header segment: decoding it once per key, not once per
+# request, keeps a bearer on a public route (the SDK sends one everywhere) as cheap as
+# none. Bounded: a client sending made-up headers only churns it.
+_remembered_kid = functools.lru_cache(maxsize=1024)(_header_kid)
