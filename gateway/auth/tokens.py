@@ -431,11 +431,16 @@ def bearer_token(authorization: str | None) -> str | None:
 __all__ = ["Claims", "GatewayError", "TokenService", "bearer_token"]
 
 
+MAX_HEADER_SEGMENT = 512  # the gateway's own are under 100 characters
+
+
 def _header_kid(segment: str) -> str | None:
     """The `kid` a JWT's header segment (base64url JSON) names; None if none or not one."""
+    if len(segment) > MAX_HEADER_SEGMENT:
+        return None
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):  # json's and base64's errors alike
+    except (ValueError, binascii.Error, RecursionError):  # as PyJWT's own parsing
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None

@@ -622,6 +622,7 @@ class DataPlaneConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self._deadline.disarm()
+        self._set_busy(False)  # no answer of this connection's is awaited any more
         if self._transport is not None and not self._transport.is_closing():
             assert self._outbox is not None
             self._outbox.flush()  # a close sends what the transport holds, not the outbox

@@ -21,8 +21,15 @@ outbox holds first (`flush`); an abort drops it, as it drops the transport's own
 from __future__ import annotations
 
 import asyncio
+import logging
 
 BUSY = 8  # exchanges in flight from which writes are held to the iteration's end
+# Held bytes from which an outbox sends at once, so that the transport's own buffer
+# limits (pause_writing) still see everything: a client pipelining requests the data
+# plane answers itself, and reading none of the answers, is paused as without holding.
+MAX_HELD = 64 * 1024
+
+log = logging.getLogger("gateway.dataplane")
 
 
 class WriteBatch:
@@ -54,24 +61,30 @@ class WriteBatch:
         self._scheduled = False
         held, self._held = self._held, []
         for outbox in held:
-            outbox.flush()
+            try:
+                outbox.flush()
+            except Exception:  # one transport's failure must not strand the others
+                log.exception("held write failed")
+                outbox.transport.abort()
 
 
 class Outbox:
     """One transport's writes, sent at once or held for the batch, in order."""
 
-    __slots__ = ("_batch", "_held", "transport")
+    __slots__ = ("_batch", "_held", "_held_bytes", "transport")
 
     def __init__(self, batch: WriteBatch, transport: asyncio.Transport) -> None:
         self._batch = batch
         self.transport = transport
         self._held: list[bytes] = []
+        self._held_bytes = 0
 
     def write(self, data: bytes) -> None:
-        if self._held:  # after what is held already
+        if self._held or self._batch.takes(self):  # after what is held already
             self._held.append(data)
-        elif self._batch.takes(self):
-            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes >= MAX_HELD:
+                self.flush()
         else:
             self.transport.write(data)
 
@@ -80,6 +93,7 @@ class Outbox:
         if not self._held:
             return
         held, self._held = self._held, []
+        self._held_bytes = 0
         if self.transport.is_closing():
             return  # closed by the peer meanwhile: nobody to send it to
         self.transport.write(held[0] if len(held) == 1 else b"".join(held))
@@ -87,3 +101,4 @@ class Outbox:
     def drop(self) -> None:
         """Forget what is held (the transport is aborted)."""
         self._held = []
+        self._held_bytes = 0

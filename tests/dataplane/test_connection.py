@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.build import build_kind
 from gateway.dataplane import request as request_module
 from gateway.dataplane.request import parse_head
+from gateway.keys import UPSTREAMS
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import handed_off, in_process_gateway, proxy_config
@@ -259,9 +260,11 @@ async def test_a_half_closed_client_gets_its_answer_then_the_close(plane: int) -
 @pytest.mark.skipif(build_kind() != "interpreted",
                     reason="replaces a module function, which compiled callers do not look up")
 async def test_an_exchange_that_fails_inside_a_callback_closes_the_connection(
-        plane: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        plane_gateway: tuple[int, web.Application], monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected error while writing an answer: the client sees the connection end,
-    instead of waiting for an answer with no time-out armed."""
+    instead of waiting for an answer with no time-out armed; the exchange no longer
+    counts as in flight (else writes would be held for good, write_batch.BUSY)."""
+    plane, app = plane_gateway
     reader, writer = await asyncio.open_connection("127.0.0.1", plane)
     writer.write(b"GET /pub/warm HTTP/1.1\r\n" + HOST + b"\r\n")  # a pooled connection next
     answers = Answers()
@@ -274,3 +277,4 @@ async def test_an_exchange_that_fails_inside_a_callback_closes_the_connection(
     writer.write(b"GET /pub/boom HTTP/1.1\r\n" + HOST + b"\r\n")
     assert await asyncio.wait_for(reader.read(), 1.5) == b""
     writer.close()
+    assert app[UPSTREAMS].writes.in_flight == 0

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from gateway.keys import UPSTREAMS
-from gateway.proxy.write_batch import BUSY, Outbox, WriteBatch
+from gateway.proxy.write_batch import BUSY, MAX_HELD, Outbox, WriteBatch
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import in_process_gateway, proxy_config
@@ -24,14 +24,21 @@ from tests.proxy.conftest import in_process_gateway, proxy_config
 class RecordingTransport(asyncio.Transport):
     """What reaches the transport, write by write."""
 
-    def __init__(self) -> None:
+    def __init__(self, fails: bool = False) -> None:
         super().__init__()
         self.writes: list[bytes] = []
         self.closing = False
+        self.aborted = False
+        self.fails = fails
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closing, "written after close"
+        if self.fails:
+            raise RuntimeError("broken on purpose")
         self.writes.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = self.closing = True
 
     def is_closing(self) -> bool:
         return self.closing
@@ -89,6 +96,30 @@ async def test_several_outboxes_are_flushed_together() -> None:
     assert all(t.writes == [] for t in transports)
     batch.flush()
     assert [t.writes for t in transports] == [[b"0"], [b"1"], [b"2"]]
+
+
+async def test_past_max_held_bytes_an_outbox_sends_at_once() -> None:
+    """So that the transport's buffer limits see them: a client pipelining requests
+    answered inline, reading none of it, is paused as it would be without holding."""
+    _, box, transport = outbox(BUSY)
+    box.write(b"a" * (MAX_HELD - 1))
+    assert transport.writes == []
+    box.write(b"b")
+    assert transport.writes == [b"a" * (MAX_HELD - 1) + b"b"]
+    box.write(b"c")  # held again, after them
+    await next_iteration()
+    assert transport.writes[1:] == [b"c"]
+
+
+async def test_a_failing_transport_is_aborted_and_the_others_still_flushed() -> None:
+    batch = WriteBatch()
+    batch.in_flight = BUSY
+    broken, fine = RecordingTransport(fails=True), RecordingTransport()
+    Outbox(batch, broken).write(b"lost")
+    Outbox(batch, fine).write(b"sent")
+    batch.flush()
+    assert broken.aborted
+    assert fine.writes == [b"sent"]
 
 
 async def test_flush_sends_now_and_drop_forgets() -> None:
