@@ -42,7 +42,7 @@ class WriteBatch:
         self._scheduled = False
         self.busy = busy  # in flight from which writes are held (tests hold from 1)
         self.in_flight = 0  # exchanges between their request and their answer
-        self.held_writes = 0  # so far (diagnostics and tests)
+        self.held_writes = 0  # held so far, one per outbox and iteration (for tests)
 
     def takes(self, outbox: Outbox) -> bool:
         """Whether `outbox`'s next write is held (then it is flushed with the batch)."""
