@@ -96,7 +96,10 @@ class Outbox:
         self._held_bytes = 0
         if self.transport.is_closing():
             return  # closed by the peer meanwhile: nobody to send it to
-        self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+        if len(held) == 1:
+            self.transport.write(held[0])
+        else:
+            self.transport.writelines(held)  # one vectored write, no copy of the bodies
 
     def drop(self) -> None:
         """Forget what is held (the transport is aborted)."""
