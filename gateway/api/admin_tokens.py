@@ -13,8 +13,8 @@ from gateway.api.network import admin_token_ttl
 from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
 from gateway.auth.permissions import may_revoke_admin
-from gateway.errors import not_found, permission_denied
-from gateway.keys import FEED, RUNTIME, STORE, TOKENS
+from gateway.errors import invalid_token, not_found, permission_denied, token_expired
+from gateway.keys import AUTH_STATE, FEED, RUNTIME, STORE, TOKENS
 from gateway.notices import kinds
 from gateway.notices.outbox import noticed
 from gateway.timefmt import iso
@@ -27,6 +27,11 @@ def _token_json(token: str, issued_at: float, expires_at: float) -> dict[str, An
 async def get_admin_token(request: web.Request) -> web.Response:
     principal = caller(request)
     row = await request.app[STORE].current_admin_token(principal.network_id, principal.user_id)
+    if row is None and principal.credential == "admin_token":
+        # The caller's own token was live when it was checked, so it has been revoked or
+        # has expired since (a revoke raced this request): answer as the check now would.
+        expired = principal.expires_at <= request.app[AUTH_STATE].clock()
+        raise token_expired() if expired else invalid_token()
     if row is None or row["sealed_token"] is None:
         raise not_found("no admin token to retrieve: generate one")
     token = request.app[TOKENS].unseal_admin(row["jti"], row["sealed_token"])

@@ -182,3 +182,28 @@ async def test_an_admin_token_near_its_end_carries_a_warning(gw: Gateway) -> Non
     assert status == 200
     status, _, response = await gw.call("GET", "/api/v3/things", body["adminToken"])
     assert status == 200 and "Warning" not in response.headers  # a year left
+
+
+async def test_a_token_revoked_while_its_request_runs_answers_invalid_token(
+    tmp_path: Path,
+) -> None:
+    """The revoke lands in the store after the token was checked but before the handler
+    reads the current token (the change feed has not told this worker yet): the answer is
+    the one the check would now give, not "no admin token to retrieve"."""
+    config = write_config(tmp_path, {
+        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+        "store": {"feed_poll_interval": "1h"},  # this worker hears of the revoke late
+    })
+    async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
+        store = app[STORE]
+        network = await store.create_network("n", "sg", False)
+        await store.create_admin(network.id, "ann", "admin", "x")
+        token, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
+        await store.rotate_admin_token(credential, 0)
+        headers = {"Authorization": f"Bearer {token}"}
+        await store.revoke_subject(network.id, "ann", "admin")  # as another worker would
+        async with session.get(f"{url}/api/v3/networks/me", headers=headers) as response:
+            assert response.status == 200  # this worker has not heard of the revoke yet
+        async with session.get(f"{url}/api/v1/admin-token", headers=headers) as response:
+            body = await response.json()
+        assert (response.status, body) == (401, error(401, "Invalid token"))
