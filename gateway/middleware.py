@@ -129,7 +129,7 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request, settings.client_cert_header, settings.trusted_proxies
     )
     try:
-        await authorize(request, route.rule)
+        await authorize(request, route.rule, built_in=route.endpoint is not None)
     except GatewayError as refused:
         if route.endpoint is None or route.endpoint.refusal is None:
             raise

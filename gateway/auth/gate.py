@@ -4,6 +4,8 @@ I/O: signature check, console-session or server-key lookup), then ask
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from gateway.auth.console_session import COOKIE, console_session
@@ -29,6 +31,7 @@ from gateway.policy import Auth, Rule
 from gateway.policy.model import SERVER_KEY_WHEN_SENT
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.requestinfo import INFO, RequestInfo, request_scheme
+from gateway.store.db import StoreUnavailable
 
 _UNCHECKED = (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT)  # rules that read no credential
 
@@ -96,13 +99,22 @@ def stale_state(staleness: float, bound: float) -> str | None:
             f" (bound {bound:.0f}s)")
 
 
-async def authorize(request: web.Request, rule: Rule) -> None:
+async def authorize(request: web.Request, rule: Rule, *, built_in: bool = False) -> None:
     """Enforce `rule` on the request: the caller's principal and `Warning` into the
-    request's context, or the contract's 401/403/415/503 (the reason counted)."""
+    request's context, or the contract's 401/403/415/503 (the reason counted).
+
+    `built_in`: the request is for one of the gateway's own endpoints, which read, make
+    and end credentials. Those decide on the store's state as of the request's arrival,
+    not on what the change feed has brought this worker so far: a token revoked a moment
+    ago on another worker must not mint its successor here. Proxied requests keep the
+    in-memory state (no store round trip on the hot path), stale within the feed's bound."""
     info = request[INFO]
     credential = await presented_credential(request, rule)
     state = request.app[AUTH_STATE]
     checked = rule.auth not in _UNCHECKED
+    if built_in and checked:
+        with contextlib.suppress(StoreUnavailable):  # then the staleness bound decides
+            await request.app[FEED].catch_up()
     # Only a console cookie needs the origin facts (CSRF): tokens skip the header reads.
     facts = (request_facts(request, info) if isinstance(credential, ConsoleCredential)
              else RequestFacts(request.method, info.client_cert))

@@ -39,6 +39,8 @@ class FeedTailer:
         self._subscribers: list[Subscriber] = []
         self._wake = asyncio.Event()
         self._polling = asyncio.Lock()  # one reader at a time keeps last_seq in order
+        self._reads_begun = 0  # catch_up's reads, numbered from 1
+        self._last_good_read = 0  # the number of the last one that completed
         self._task: asyncio.Task[None] | None = None
         self._monotonic = monotonic
         self.last_seq = start_seq
@@ -86,9 +88,16 @@ class FeedTailer:
 
     async def catch_up(self) -> None:
         """Apply what is new now: a handler calls this after its own write, so the change
-        holds in this process before the answer leaves (others follow within the bound)."""
+        holds in this process before the answer leaves (others follow within the bound).
+        Callers that queue up share a read: one that began after they asked covers them."""
+        asked = self._reads_begun
         async with self._polling:
+            if self._last_good_read > asked:
+                return
+            self._reads_begun += 1
+            read = self._reads_begun
             await self.poll_once()
+            self._last_good_read = read
 
     async def _run(self, interval: float) -> None:
         while True:

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.config import load_config
 from gateway.store import AlreadyExists, Change, FeedTailer, Store, open_store
+from gateway.store.db import StoreUnavailable
 from gateway.store.schema import MIGRATIONS
 
 
@@ -98,6 +99,66 @@ async def test_tailer_delivers_new_entries_to_subscribers(store: Store, store_co
     assert all(c.network_id == "net" for c in received)
     assert feed.last_seq == received[-1].seq
     assert feed.staleness() < 5
+
+
+class _PausedReads:
+    """The store's own `changes_since`, counted, each read held until `go` is set (so a
+    test can line callers up behind a read in progress); `fail_first` makes the first
+    read fail as an unreachable store does."""
+
+    def __init__(self, store: Store, *, fail_first: bool = False) -> None:
+        self.read = store.changes_since
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.go = asyncio.Event()
+        self.fail_first = fail_first
+
+    async def __call__(self, seq: int, limit: int = 1000) -> list[Change]:
+        self.calls += 1
+        self.started.set()
+        await self.go.wait()
+        if self.fail_first and self.calls == 1:
+            raise StoreUnavailable("unreachable")
+        return await self.read(seq, limit)
+
+
+async def test_callers_queued_behind_a_read_share_the_next_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    feed = FeedTailer(store, poll_interval=0.05, start_seq=await store.latest_seq())
+    feed.subscribe(lambda change: seen.append(change.seq))
+    reads = _PausedReads(store)
+    monkeypatch.setattr(store, "changes_since", reads)
+    first = asyncio.create_task(feed.catch_up())
+    await asyncio.wait_for(reads.started.wait(), 5)
+    # Published while the first read is under way: it may miss this, the others may not.
+    seq = await store.publish("test.x", None, {})
+    queued = [asyncio.create_task(feed.catch_up()) for _ in range(10)]
+    reads.go.set()
+    await asyncio.wait_for(asyncio.gather(first, *queued), 5)
+    assert seq in seen
+    assert reads.calls == 2  # the first caller's read, then one for the ten behind it
+
+
+async def test_a_failed_read_covers_no_one_queued_behind_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    feed = FeedTailer(store, poll_interval=0.05, start_seq=await store.latest_seq())
+    feed.subscribe(lambda change: seen.append(change.seq))
+    seq = await store.publish("test.x", None, {})
+    reads = _PausedReads(store, fail_first=True)
+    monkeypatch.setattr(store, "changes_since", reads)
+    first = asyncio.create_task(feed.catch_up())
+    await asyncio.wait_for(reads.started.wait(), 5)
+    second = asyncio.create_task(feed.catch_up())
+    third = asyncio.create_task(feed.catch_up())
+    reads.go.set()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(first, 5)
+    await asyncio.wait_for(asyncio.gather(second, third), 5)
+    assert seen == [seq] and reads.calls == 2
 
 
 async def test_a_failing_subscriber_does_not_stop_the_others(store: Store) -> None:
