@@ -8,15 +8,16 @@ from aiohttp import web
 
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
-from gateway.api.caller import caller, certificate_binding
+from gateway.api.caller import caller, certificate_binding, refusal_now, stored_caller
 from gateway.api.network import admin_token_ttl
 from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
 from gateway.auth.permissions import may_revoke_admin
-from gateway.errors import invalid_token, not_found, permission_denied, token_expired
-from gateway.keys import AUTH_STATE, FEED, RUNTIME, STORE, TOKENS
+from gateway.errors import not_found, permission_denied
+from gateway.keys import FEED, RUNTIME, STORE, TOKENS
 from gateway.notices import kinds
 from gateway.notices.outbox import noticed
+from gateway.store import CallerNotLive
 from gateway.timefmt import iso
 
 
@@ -28,10 +29,8 @@ async def get_admin_token(request: web.Request) -> web.Response:
     principal = caller(request)
     row = await request.app[STORE].current_admin_token(principal.network_id, principal.user_id)
     if row is None and principal.credential == "admin_token":
-        # The caller's own token was live when it was checked, so it has been revoked or
-        # has expired since (a revoke raced this request): answer as the check now would.
-        expired = principal.expires_at <= request.app[AUTH_STATE].clock()
-        raise token_expired() if expired else invalid_token()
+        # The caller's own token was live when it was checked, so it has ended since.
+        raise await refusal_now(request)
     if row is None or row["sealed_token"] is None:
         raise not_found("no admin token to retrieve: generate one")
     token = request.app[TOKENS].unseal_admin(row["jti"], row["sealed_token"])
@@ -50,9 +49,12 @@ async def generate_admin_token(request: web.Request) -> web.Response:
     )
     async with audited(request, "admin_token.generate", principal.user_id), \
             noticed(request, kinds.admin_token_rotated(principal, credential)):
-        superseded, revoked = await request.app[STORE].rotate_admin_token(
-            credential, config.tokens.admin_rotation_grace
-        )
+        try:
+            superseded, revoked = await request.app[STORE].rotate_admin_token(
+                credential, config.tokens.admin_rotation_grace, by=stored_caller(principal)
+            )
+        except CallerNotLive:
+            raise await refusal_now(request) from None
     await request.app[FEED].catch_up()  # the old token's grace or end holds here at once
     answer = _token_json(token, credential.issued_at, credential.expires_at)
     # Not in the contract (docs/CONTRACT-NOTES.md): when the token the caller had stops
@@ -81,8 +83,7 @@ async def revoke_admin_token(request: web.Request) -> web.Response:
         raise permission_denied()
     async with audited(request, "admin_token.revoke", username), \
             noticed(request, kinds.admin_token_revoked(principal, username)):
-        await store.revoke_subject(principal.network_id, username, "admin")
-        await store.end_console_sessions_of(principal.network_id, username)
+        await store.revoke_admin(principal.network_id, username)
     await request.app[FEED].catch_up()
     return web.json_response(SUCCESS)
 

@@ -7,6 +7,8 @@ from gateway.store.certificates import CertificateLimit
 from gateway.store.core import AlreadyExists, Clock
 from gateway.store.credentials import (
     AuthTokenResult,
+    Caller,
+    CallerNotLive,
     IssuedCredential,
     NewSigningKey,
     SigningKeyError,
@@ -20,6 +22,8 @@ __all__ = [
     "Admin",
     "AlreadyExists",
     "AuthTokenResult",
+    "Caller",
+    "CallerNotLive",
     "Certificate",
     "CertificateLimit",
     "Change",

@@ -227,14 +227,18 @@ class CredentialQueries(StoreCore):
         return dict(row) if row else None
 
     async def rotate_admin_token(
-        self, credential: IssuedCredential, grace: float
+        self, credential: IssuedCredential, grace: float, *, by: Caller | None = None
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Record a new admin token; the admin's previous ones enter a grace window
-        (revoked at once when `grace` is 0). Returns (superseded, revoked) (jti, time)."""
+        (revoked at once when `grace` is 0). Returns (superseded, revoked) (jti, time).
+        `by`: the credential asking, checked in the same transaction (CallerNotLive), so
+        a token revoked a moment ago cannot mint its successor however the two race."""
         now = self.clock()
         superseded: list[tuple[str, float]] = []
         revoked: list[tuple[str, float]] = []
         async with self.db.transaction() as tx:
+            if by is not None:
+                await _caller_is_live(tx, by, now)
             if grace > 0:
                 rows = await tx.fetch(
                     "SELECT jti, expires_at FROM credentials WHERE network_id = $1"
@@ -276,6 +280,14 @@ class CredentialQueries(StoreCore):
     async def revoke_token(self, network_id: str, jti: str) -> list[tuple[str, float]]:
         async with self.db.transaction() as tx:
             return await self._revoke_where(tx, network_id, "jti = $2", jti)
+
+    async def revoke_admin(self, network_id: str, username: str) -> None:
+        """Revoke every admin token of `username` and end their console sessions in one
+        transaction: no moment exists where one is done and a session could mint anew."""
+        async with self.db.transaction() as tx:
+            await revoke_where(self, tx, network_id, "subject = $2 AND kind = 'admin'",
+                               username)
+            await end_console_sessions(self, tx, network_id, username)
 
     async def revoke_subject(
         self, network_id: str, subject: str, kind: str
@@ -381,6 +393,55 @@ async def revoke_where(
     return tokens
 
 
+async def end_console_sessions(
+    core: StoreCore, tx: Queries, network_id: str, username: str
+) -> list[str]:
+    """End `username`'s open console sessions in `tx` and put that on the feed."""
+    rows = await tx.fetch(
+        "SELECT id FROM console_sessions WHERE network_id = $1 AND username = $2"
+        " AND ended_at IS NULL",
+        network_id, username,
+    )
+    ended = [row["id"] for row in rows]
+    if ended:
+        await tx.execute(
+            "UPDATE console_sessions SET ended_at = $3 WHERE network_id = $1"
+            " AND username = $2 AND ended_at IS NULL",
+            network_id, username, core.clock(),
+        )
+        await core.append_event(tx, ConsoleEnded(network_id, tuple(ended)))
+    return ended
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The credential a request acts with, as the store knows it: an admin token's jti,
+    or a console session's id (the hash of its cookie)."""
+
+    token_id: str = ""
+    session_id: str = ""
+
+
+class CallerNotLive(Exception):
+    """The credential asking was revoked, superseded or ended since it was checked."""
+
+
+async def _caller_is_live(tx: Queries, caller: Caller, now: float) -> None:
+    if caller.session_id:
+        row = await tx.fetchrow(
+            "SELECT 1 AS live FROM console_sessions WHERE id = $1 AND ended_at IS NULL"
+            " AND expires_at > $2", caller.session_id, now,
+        )
+        if row is None:
+            raise CallerNotLive("console session ended")
+    if caller.token_id:
+        row = await tx.fetchrow(
+            "SELECT revoked_at, grace_until FROM credentials WHERE jti = $1", caller.token_id)
+        # No row: a token never recorded (nothing can have revoked it either).
+        if row is not None and (row["revoked_at"] is not None or row["grace_until"] is not None):
+            raise CallerNotLive("token revoked or superseded")
+
+
 async def end_certificate_bindings(
     core: StoreCore, tx: Queries, network_id: str, fingerprint: str
 ) -> None:
@@ -448,17 +509,4 @@ class ConsoleQueries(StoreCore):
 
     async def end_console_sessions_of(self, network_id: str, username: str) -> list[str]:
         async with self.db.transaction() as tx:
-            rows = await tx.fetch(
-                "SELECT id FROM console_sessions WHERE network_id = $1 AND username = $2"
-                " AND ended_at IS NULL",
-                network_id, username,
-            )
-            ended = [row["id"] for row in rows]
-            if ended:
-                await tx.execute(
-                    "UPDATE console_sessions SET ended_at = $3 WHERE network_id = $1"
-                    " AND username = $2 AND ended_at IS NULL",
-                    network_id, username, self.clock(),
-                )
-                await self.append_event(tx, ConsoleEnded(network_id, tuple(ended)))
-        return ended
+            return await end_console_sessions(self, tx, network_id, username)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import pytest
 
 from gateway.keys import RUNTIME, STORE, TOKENS
 from gateway.store import Network
-from gateway.testing.support import Clock, free_port, write_config
+from gateway.testing.support import REPO, Clock, free_port, write_config
+from gateway.testing.upstream import running_upstream
 from gateway.timefmt import iso
 from tests.auth.conftest import Gateway, error
 from tests.proxy.conftest import in_process_gateway
@@ -185,14 +187,13 @@ async def test_an_admin_token_near_its_end_carries_a_warning(gw: Gateway) -> Non
 
 
 async def test_a_token_revoked_while_its_request_runs_answers_invalid_token(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The revoke lands in the store after the token was checked but before the handler
-    reads the current token (the change feed has not told this worker yet): the answer is
-    the one the check would now give, not "no admin token to retrieve"."""
+    """The revoke commits after the token was checked but before the handler reads the
+    current token: the answer is the one the check would now give, not "no admin token
+    to retrieve"."""
     config = write_config(tmp_path, {
         "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
-        "store": {"feed_poll_interval": "1h"},  # this worker hears of the revoke late
     })
     async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
         store = app[STORE]
@@ -200,10 +201,96 @@ async def test_a_token_revoked_while_its_request_runs_answers_invalid_token(
         await store.create_admin(network.id, "ann", "admin", "x")
         token, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
         await store.rotate_admin_token(credential, 0)
+        read_current = store.current_admin_token
+
+        async def revoked_just_before(network_id: str, username: str) -> object:
+            await store.revoke_subject(network_id, username, "admin")  # the racing revoke
+            return await read_current(network_id, username)
+
+        monkeypatch.setattr(store, "current_admin_token", revoked_just_before)
         headers = {"Authorization": f"Bearer {token}"}
-        await store.revoke_subject(network.id, "ann", "admin")  # as another worker would
-        async with session.get(f"{url}/api/v3/networks/me", headers=headers) as response:
-            assert response.status == 200  # this worker has not heard of the revoke yet
         async with session.get(f"{url}/api/v1/admin-token", headers=headers) as response:
             body = await response.json()
         assert (response.status, body) == (401, error(401, "Invalid token"))
+
+
+async def test_built_in_endpoints_decide_on_the_store_as_of_the_request(
+    tmp_path: Path,
+) -> None:
+    """A revoke made on another worker holds at once on the gateway's own endpoints (a
+    revoked admin token must not mint its successor), while proxied requests keep the
+    in-memory state until the change feed brings it (no store round trip per request)."""
+    async with running_upstream("sg") as upstream:
+        config = write_config(tmp_path, {
+            "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+            "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
+            "policies": [str(REPO / "policies" / "default.yaml")],
+            "store": {"feed_poll_interval": "1h"},  # this worker hears of changes late
+        })
+        async with in_process_gateway(config) as (url, app), \
+                aiohttp.ClientSession() as session:
+            store = app[STORE]
+            network = await store.create_network("n", "sg", False)
+            await store.create_admin(network.id, "ann", "admin", "x")
+            token, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
+            await store.rotate_admin_token(credential, 0)
+            headers = {"Authorization": f"Bearer {token}"}
+            await store.revoke_subject(network.id, "ann", "admin")  # as another worker would
+            async with session.get(f"{url}/api/v3/things", headers=headers) as response:
+                assert response.status == 200  # proxied: within the feed's bound
+            async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
+                body = await response.json()
+            assert (response.status, body) == (401, error(401, "Invalid token"))
+            assert await store.current_admin_token(network.id, "ann") is None  # none minted
+            async with session.get(f"{url}/api/v3/things", headers=headers) as response:
+                assert response.status == 401  # and this worker now knows
+
+
+async def test_a_rotation_racing_a_revoke_or_another_rotation_mints_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller's token ends after the gate admitted it but before its rotation is
+    written: the rotation checks it again in its own transaction, makes no token, and the
+    answer is the one the gate gives that token now."""
+    config = write_config(tmp_path, {
+        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
+    })
+    async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
+        store, tokens = app[STORE], app[TOKENS]
+        network = await store.create_network("n", "sg", False)
+        await store.create_admin(network.id, "ann", "admin", "x")
+        token, credential = await tokens.issue_admin(network.id, "ann", "admin", 3600)
+        await store.rotate_admin_token(credential, 0)
+        read_network = store.get_network
+        racing: list[str] = []
+
+        async def raced(network_id: str) -> object:
+            if racing.pop() == "revoke":
+                await store.revoke_admin(network_id, "ann")
+            else:  # a rotation made with another of ann's tokens
+                _, other = await tokens.issue_admin(network_id, "ann", "admin", 3600)
+                await store.rotate_admin_token(other, 3600)
+            return await read_network(network_id)
+
+        monkeypatch.setattr(store, "get_network", raced)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        racing.append("rotate")
+        before = await store.current_admin_token(network.id, "ann")
+        async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
+            body = await response.json()
+            warning = response.headers.get("Warning", "")
+        assert (response.status, body) == (403, error(403, "Permission denied"))
+        assert WARNING.match(warning)  # superseded by the racing rotation
+        current = await store.current_admin_token(network.id, "ann")
+        assert current is not None and before is not None and current != before
+        assert current["jti"] != jwt.decode(token, options={"verify_signature": False})["jti"]
+
+        token, credential = await tokens.issue_admin(network.id, "ann", "admin", 3600)
+        await store.rotate_admin_token(credential, 0)
+        racing.append("revoke")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
+            body = await response.json()
+        assert (response.status, body) == (401, error(401, "Invalid token"))
+        assert await store.current_admin_token(network.id, "ann") is None  # none minted
