@@ -40,7 +40,8 @@ class FeedTailer:
         self._wake = asyncio.Event()
         self._polling = asyncio.Lock()  # one reader at a time keeps last_seq in order
         self._reads_begun = 0  # catch_up's reads, numbered from 1
-        self._last_good_read = 0  # the number of the last one that completed
+        self._last_read = 0  # the number of the last one that ended, and how
+        self._last_read_error: Exception | None = None
         self._task: asyncio.Task[None] | None = None
         self._monotonic = monotonic
         self.last_seq = start_seq
@@ -89,15 +90,22 @@ class FeedTailer:
     async def catch_up(self) -> None:
         """Apply what is new now: a handler calls this after its own write, so the change
         holds in this process before the answer leaves (others follow within the bound).
-        Callers that queue up share a read: one that began after they asked covers them."""
+        Callers queued behind a read share the next one, its failure included: a read that
+        began after they asked covers them, so a slow store is asked once, not per caller."""
         asked = self._reads_begun
         async with self._polling:
-            if self._last_good_read > asked:
+            if self._last_read > asked:
+                if self._last_read_error is not None:
+                    raise self._last_read_error
                 return
             self._reads_begun += 1
             read = self._reads_begun
-            await self.poll_once()
-            self._last_good_read = read
+            try:
+                await self.poll_once()
+            except Exception as exc:
+                self._last_read, self._last_read_error = read, exc
+                raise
+            self._last_read, self._last_read_error = read, None
 
     async def _run(self, interval: float) -> None:
         while True:

@@ -102,24 +102,26 @@ async def test_tailer_delivers_new_entries_to_subscribers(store: Store, store_co
 
 
 class _PausedReads:
-    """The store's own `changes_since`, counted, each read held until `go` is set (so a
-    test can line callers up behind a read in progress); `fail_first` makes the first
-    read fail as an unreachable store does."""
+    """The store's own `changes_since`, counted, each read's answer held until `go` is
+    set (so a test can line callers up behind a read in progress); the reads numbered in
+    `failing` fail as an unreachable store does."""
 
-    def __init__(self, store: Store, *, fail_first: bool = False) -> None:
+    def __init__(self, store: Store, *, failing: frozenset[int] = frozenset()) -> None:
         self.read = store.changes_since
         self.calls = 0
         self.started = asyncio.Event()
         self.go = asyncio.Event()
-        self.fail_first = fail_first
+        self.failing = failing
 
     async def __call__(self, seq: int, limit: int = 1000) -> list[Change]:
         self.calls += 1
+        number = self.calls
+        answer = await self.read(seq, limit)  # what the store held when the read began
         self.started.set()
         await self.go.wait()
-        if self.fail_first and self.calls == 1:
+        if number in self.failing:
             raise StoreUnavailable("unreachable")
-        return await self.read(seq, limit)
+        return answer
 
 
 async def test_callers_queued_behind_a_read_share_the_next_one(
@@ -132,33 +134,48 @@ async def test_callers_queued_behind_a_read_share_the_next_one(
     monkeypatch.setattr(store, "changes_since", reads)
     first = asyncio.create_task(feed.catch_up())
     await asyncio.wait_for(reads.started.wait(), 5)
-    # Published while the first read is under way: it may miss this, the others may not.
+    # Published after the first read looked: it misses this, the callers behind it may not.
     seq = await store.publish("test.x", None, {})
     queued = [asyncio.create_task(feed.catch_up()) for _ in range(10)]
+    await asyncio.sleep(0)
     reads.go.set()
-    await asyncio.wait_for(asyncio.gather(first, *queued), 5)
+    await asyncio.wait_for(first, 5)
+    assert seq not in seen
+    await asyncio.wait_for(asyncio.gather(*queued), 5)
     assert seq in seen
     assert reads.calls == 2  # the first caller's read, then one for the ten behind it
 
 
-async def test_a_failed_read_covers_no_one_queued_behind_it(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("failing", "second_fails"), [
+    pytest.param(frozenset({1}), False, id="the-next-read-works"),
+    pytest.param(frozenset({1, 2}), True, id="the-next-read-fails-too"),
+])
+async def test_a_failed_read_covers_no_one_who_asked_before_it_began(
+    store: Store, monkeypatch: pytest.MonkeyPatch, failing: frozenset[int],
+    second_fails: bool,
 ) -> None:
+    """Callers who asked while a read was under way need a read of their own; callers
+    queued behind that one share its answer, failure included (a slow store is not asked
+    once per caller in turn)."""
     seen: list[int] = []
     feed = FeedTailer(store, poll_interval=0.05, start_seq=await store.latest_seq())
     feed.subscribe(lambda change: seen.append(change.seq))
     seq = await store.publish("test.x", None, {})
-    reads = _PausedReads(store, fail_first=True)
+    reads = _PausedReads(store, failing=failing)
     monkeypatch.setattr(store, "changes_since", reads)
     first = asyncio.create_task(feed.catch_up())
     await asyncio.wait_for(reads.started.wait(), 5)
-    second = asyncio.create_task(feed.catch_up())
-    third = asyncio.create_task(feed.catch_up())
+    behind = [asyncio.create_task(feed.catch_up()) for _ in range(3)]
+    await asyncio.sleep(0)
     reads.go.set()
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(first, 5)
-    await asyncio.wait_for(asyncio.gather(second, third), 5)
-    assert seen == [seq] and reads.calls == 2
+    results = await asyncio.wait_for(asyncio.gather(*behind, return_exceptions=True), 5)
+    assert reads.calls == 2
+    if second_fails:
+        assert all(isinstance(result, StoreUnavailable) for result in results) and seen == []
+    else:
+        assert results == [None, None, None] and seen == [seq]
 
 
 async def test_a_failing_subscriber_does_not_stop_the_others(store: Store) -> None:
