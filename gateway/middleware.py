@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.accesslog import access_line
-from gateway.auth.gate import authorize
+from gateway.auth.gate import RefusedLate, authorize, run_admitted
 from gateway.auth.principal import Principal
 from gateway.cors import CorsPolicy, is_preflight
 from gateway.errors import GatewayError, bad_request, not_found
 from gateway.keys import ACCESS_LOG, METRICS, RUNTIME, TRACING
 from gateway.policy import UnsafePath, normalize_path
-from gateway.policy.routes import NoRoute
+from gateway.policy.routes import NoRoute, Route
 from gateway.proxy.headers import request_id_for
 from gateway.requestinfo import INFO, RequestInfo, client_address, stamp
 from gateway.tls.client_cert import client_certificate
@@ -131,12 +131,20 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     try:
         await authorize(request, route.rule, built_in=route.endpoint is not None)
     except GatewayError as refused:
-        if route.endpoint is None or route.endpoint.refusal is None:
-            raise
-        raise route.endpoint.refusal(refused) from None
-    if route.endpoint is not None:
-        return await route.endpoint.handler(request)
-    return await handler(request)
+        raise _reshaped(route, refused) from None
+    if route.endpoint is None:
+        return await handler(request)
+    try:
+        return await run_admitted(request, route.rule, route.endpoint.handler)
+    except RefusedLate as late:
+        raise _reshaped(route, late.refusal) from None
+
+
+def _reshaped(route: Route[Handler], refused: GatewayError) -> Exception:
+    """The gate's refusal as the endpoint's protocol words it (OAuth has its own)."""
+    if route.endpoint is None or route.endpoint.refusal is None:
+        return refused
+    return route.endpoint.refusal(refused)
 
 
 def _no_route(route: NoRoute) -> GatewayError:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api.audit import audited
 from gateway.api.body import json_object, text_field
-from gateway.api.caller import caller, certificate_binding, refusal_now, stored_caller
+from gateway.api.caller import caller, certificate_binding
 from gateway.api.network import admin_token_ttl
 from gateway.api.routes import endpoint
 from gateway.api.sessions import SUCCESS
@@ -17,7 +17,6 @@ from gateway.errors import not_found, permission_denied
 from gateway.keys import FEED, RUNTIME, STORE, TOKENS
 from gateway.notices import kinds
 from gateway.notices.outbox import noticed
-from gateway.store import CallerNotLive
 from gateway.timefmt import iso
 
 
@@ -27,10 +26,11 @@ def _token_json(token: str, issued_at: float, expires_at: float) -> dict[str, An
 
 async def get_admin_token(request: web.Request) -> web.Response:
     principal = caller(request)
-    row = await request.app[STORE].current_admin_token(principal.network_id, principal.user_id)
-    if row is None and principal.credential == "admin_token":
-        # The caller's own token was live when it was checked, so it has ended since.
-        raise await refusal_now(request)
+    store = request.app[STORE]
+    row = await store.current_admin_token(principal.network_id, principal.user_id)
+    # Read after the token: a revoke or rotation that raced the request and got in first
+    # is seen here, and the caller gets the gate's refusal, not a token or a 404.
+    await store.confirm_acting()
     if row is None or row["sealed_token"] is None:
         raise not_found("no admin token to retrieve: generate one")
     token = request.app[TOKENS].unseal_admin(row["jti"], row["sealed_token"])
@@ -49,12 +49,9 @@ async def generate_admin_token(request: web.Request) -> web.Response:
     )
     async with audited(request, "admin_token.generate", principal.user_id), \
             noticed(request, kinds.admin_token_rotated(principal, credential)):
-        try:
-            superseded, revoked = await request.app[STORE].rotate_admin_token(
-                credential, config.tokens.admin_rotation_grace, by=stored_caller(principal)
-            )
-        except CallerNotLive:
-            raise await refusal_now(request) from None
+        superseded, revoked = await request.app[STORE].rotate_admin_token(
+            credential, config.tokens.admin_rotation_grace
+        )
     await request.app[FEED].catch_up()  # the old token's grace or end holds here at once
     answer = _token_json(token, credential.issued_at, credential.expires_at)
     # Not in the contract (docs/CONTRACT-NOTES.md): when the token the caller had stops

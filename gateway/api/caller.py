@@ -5,12 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth.binding import bound_certificate
-from gateway.auth.gate import authorize
 from gateway.auth.principal import Principal
-from gateway.errors import GatewayError, invalid_token, unauthorized
+from gateway.errors import unauthorized
 from gateway.keys import AUTH_STATE, STORE
 from gateway.requestinfo import INFO
-from gateway.store import Caller, Network
+from gateway.store import Network
 
 
 def caller(request: web.Request) -> Principal:
@@ -18,26 +17,6 @@ def caller(request: web.Request) -> Principal:
     if principal is None:  # the policy must demand a credential for these routes
         raise unauthorized()
     return principal
-
-
-def stored_caller(principal: Principal) -> Caller:
-    """The caller's credential as the store knows it, for a write to check in its own
-    transaction that it is still live."""
-    if principal.credential == "console_session":
-        return Caller(session_id=principal.session_id)
-    return Caller(token_id=principal.token_id)
-
-
-async def refusal_now(request: web.Request) -> GatewayError:
-    """The caller's credential stopped being live after the gate admitted the request (a
-    revoke or a rotation raced it): the refusal the gate gives it now."""
-    info = request[INFO]
-    assert info.rule is not None
-    try:
-        await authorize(request, info.rule, built_in=True)
-    except GatewayError as refused:
-        return refused
-    return invalid_token()  # the store said no a moment ago; never answer as if admitted
 
 
 async def network_for_api_key(request: web.Request) -> Network:

@@ -4,7 +4,9 @@ I/O: signature check, console-session or server-key lookup), then ask
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -22,16 +24,21 @@ from gateway.auth.decision import (
     TokenCredential,
     decide,
 )
+from gateway.auth.principal import Principal
 from gateway.auth.secrets import hash_secret
 from gateway.auth.tokens import TokenService, bearer_token
 from gateway.cors import normalize_origin
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, invalid_token
 from gateway.keys import AUTH_STATE, FEED, METRICS, STORE, TOKENS
 from gateway.policy import Auth, Rule
 from gateway.policy.model import SERVER_KEY_WHEN_SENT
 from gateway.proxy.headers import is_websocket_upgrade
 from gateway.requestinfo import INFO, RequestInfo, request_scheme
+from gateway.runtime import Handler
+from gateway.store.acting import ACTING, Caller, CallerNotLive
 from gateway.store.db import StoreUnavailable
+
+log = logging.getLogger("gateway.auth")
 
 _UNCHECKED = (Auth.PUBLIC, Auth.DENY, Auth.MQTT_CONNECT)  # rules that read no credential
 
@@ -99,6 +106,63 @@ def stale_state(staleness: float, bound: float) -> str | None:
             f" (bound {bound:.0f}s)")
 
 
+# How long a built-in endpoint waits for the change feed before deciding on what this
+# worker already knows (the staleness bound then applies, and writes check the caller
+# again in their own transaction): a hung store must not hang the console.
+FRESH_READ_TIMEOUT = 1.0
+
+
+async def _read_feed_up_to_now(request: web.Request) -> None:
+    try:
+        async with asyncio.timeout(FRESH_READ_TIMEOUT):
+            await request.app[FEED].catch_up()
+    except (StoreUnavailable, TimeoutError):
+        pass
+    except Exception:  # a bad entry or driver error: the tailer reports it; decide anyway
+        log.exception("change feed read before a built-in endpoint failed")
+
+
+def acting_caller(principal: Principal | None, rule: Rule, clock: Callable[[], float]
+                  ) -> Caller | None:
+    """The credential a built-in endpoint's writes check again (gateway/store/acting.py):
+    a token or a console session. Server keys are looked up afresh at the gate."""
+    if principal is None:
+        return None
+    if principal.credential == "console_session":
+        return Caller(clock, session_id=principal.session_id)
+    if principal.token_id:
+        return Caller(clock, token_id=principal.token_id,
+                      allow_superseded=rule.allow_superseded)
+    return None
+
+
+class RefusedLate(Exception):
+    """The gate's refusal, given after the handler began: its credential ended since."""
+
+    def __init__(self, refusal: GatewayError) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+async def run_admitted(request: web.Request, rule: Rule, handler: Handler
+                       ) -> web.StreamResponse:
+    """Run a built-in endpoint's handler with the caller's credential checked again by
+    each write transaction it makes; if it ended since the gate admitted the request,
+    RefusedLate carries the refusal the gate gives it now, and nothing was changed."""
+    caller = acting_caller(request[INFO].principal, rule, request.app[AUTH_STATE].clock)
+    acting = ACTING.set(caller)  # reset below: the connection's next request is another's
+    try:
+        return await handler(request)
+    except CallerNotLive:
+        try:
+            await authorize(request, rule, built_in=True)
+        except GatewayError as refusal:
+            raise RefusedLate(refusal) from None
+        raise RefusedLate(invalid_token()) from None  # the store said no: never admit
+    finally:
+        ACTING.reset(acting)
+
+
 async def authorize(request: web.Request, rule: Rule, *, built_in: bool = False) -> None:
     """Enforce `rule` on the request: the caller's principal and `Warning` into the
     request's context, or the contract's 401/403/415/503 (the reason counted).
@@ -113,8 +177,7 @@ async def authorize(request: web.Request, rule: Rule, *, built_in: bool = False)
     state = request.app[AUTH_STATE]
     checked = rule.auth not in _UNCHECKED
     if built_in and checked:
-        with contextlib.suppress(StoreUnavailable):  # then the staleness bound decides
-            await request.app[FEED].catch_up()
+        await _read_feed_up_to_now(request)
     # Only a console cookie needs the origin facts (CSRF): tokens skip the header reads.
     facts = (request_facts(request, info) if isinstance(credential, ConsoleCredential)
              else RequestFacts(request.method, info.client_cert))

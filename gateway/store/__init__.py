@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from gateway.config import Config, sqlite_path
+from gateway.store.acting import Caller, CallerNotLive
 from gateway.store.certificates import CertificateLimit
 from gateway.store.core import AlreadyExists, Clock
 from gateway.store.credentials import (
     AuthTokenResult,
-    Caller,
-    CallerNotLive,
     IssuedCredential,
     NewSigningKey,
     SigningKeyError,

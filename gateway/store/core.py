@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.store.acting import check_acting
 from gateway.store.db import Database, Queries
 from gateway.store.events import Event, encode
 from gateway.store.models import Change
@@ -60,6 +61,12 @@ class StoreCore:
 
     async def ping(self) -> None:
         await self.db.fetchrow("SELECT 1 AS ok")
+
+    async def confirm_acting(self) -> None:
+        """CallerNotLive when the request's credential has stopped being live
+        (gateway/store/acting.py): for reads that reveal a credential, as every write
+        transaction checks it itself."""
+        await check_acting(self.db)
 
     # -- change feed ----------------------------------------------------------------
 

@@ -227,18 +227,14 @@ class CredentialQueries(StoreCore):
         return dict(row) if row else None
 
     async def rotate_admin_token(
-        self, credential: IssuedCredential, grace: float, *, by: Caller | None = None
+        self, credential: IssuedCredential, grace: float
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Record a new admin token; the admin's previous ones enter a grace window
-        (revoked at once when `grace` is 0). Returns (superseded, revoked) (jti, time).
-        `by`: the credential asking, checked in the same transaction (CallerNotLive), so
-        a token revoked a moment ago cannot mint its successor however the two race."""
+        (revoked at once when `grace` is 0). Returns (superseded, revoked) (jti, time)."""
         now = self.clock()
         superseded: list[tuple[str, float]] = []
         revoked: list[tuple[str, float]] = []
         async with self.db.transaction() as tx:
-            if by is not None:
-                await _caller_is_live(tx, by, now)
             if grace > 0:
                 rows = await tx.fetch(
                     "SELECT jti, expires_at FROM credentials WHERE network_id = $1"
@@ -411,35 +407,6 @@ async def end_console_sessions(
         )
         await core.append_event(tx, ConsoleEnded(network_id, tuple(ended)))
     return ended
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The credential a request acts with, as the store knows it: an admin token's jti,
-    or a console session's id (the hash of its cookie)."""
-
-    token_id: str = ""
-    session_id: str = ""
-
-
-class CallerNotLive(Exception):
-    """The credential asking was revoked, superseded or ended since it was checked."""
-
-
-async def _caller_is_live(tx: Queries, caller: Caller, now: float) -> None:
-    if caller.session_id:
-        row = await tx.fetchrow(
-            "SELECT 1 AS live FROM console_sessions WHERE id = $1 AND ended_at IS NULL"
-            " AND expires_at > $2", caller.session_id, now,
-        )
-        if row is None:
-            raise CallerNotLive("console session ended")
-    if caller.token_id:
-        row = await tx.fetchrow(
-            "SELECT revoked_at, grace_until FROM credentials WHERE jti = $1", caller.token_id)
-        # No row: a token never recorded (nothing can have revoked it either).
-        if row is not None and (row["revoked_at"] is not None or row["grace_until"] is not None):
-            raise CallerNotLive("token revoked or superseded")
 
 
 async def end_certificate_bindings(

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.store.acting import check_acting
 from gateway.store.db import Queries, Row, StoreUnavailable
 from gateway.store.pending_audit import write_pending
 
@@ -105,6 +106,7 @@ class PostgresDatabase:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK_KEY)
                 queries = _Queries(conn)
+                await check_acting(queries)
                 yield queries
                 await write_pending(queries)
         except _UNAVAILABLE as exc:

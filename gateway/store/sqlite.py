@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.store.acting import check_acting
 from gateway.store.db import Queries, Row, StoreUnavailable
 from gateway.store.pending_audit import write_pending
 
@@ -152,6 +153,7 @@ class SqliteDatabase:
         async with self._lock:
             await self._queries.execute("BEGIN IMMEDIATE")
             try:
+                await check_acting(self._queries)
                 yield self._queries
                 await write_pending(self._queries)
             except BaseException:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 
 from gateway.keys import RUNTIME, STORE, TOKENS
 from gateway.store import Network
@@ -186,46 +192,18 @@ async def test_an_admin_token_near_its_end_carries_a_warning(gw: Gateway) -> Non
     assert status == 200 and "Warning" not in response.headers  # a year left
 
 
-async def test_a_token_revoked_while_its_request_runs_answers_invalid_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The revoke commits after the token was checked but before the handler reads the
-    current token: the answer is the one the check would now give, not "no admin token
-    to retrieve"."""
-    config = write_config(tmp_path, {
-        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
-    })
-    async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
-        store = app[STORE]
-        network = await store.create_network("n", "sg", False)
-        await store.create_admin(network.id, "ann", "admin", "x")
-        token, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
-        await store.rotate_admin_token(credential, 0)
-        read_current = store.current_admin_token
-
-        async def revoked_just_before(network_id: str, username: str) -> object:
-            await store.revoke_subject(network_id, username, "admin")  # the racing revoke
-            return await read_current(network_id, username)
-
-        monkeypatch.setattr(store, "current_admin_token", revoked_just_before)
-        headers = {"Authorization": f"Bearer {token}"}
-        async with session.get(f"{url}/api/v1/admin-token", headers=headers) as response:
-            body = await response.json()
-        assert (response.status, body) == (401, error(401, "Invalid token"))
-
-
-async def test_built_in_endpoints_decide_on_the_store_as_of_the_request(
-    tmp_path: Path,
-) -> None:
-    """A revoke made on another worker holds at once on the gateway's own endpoints (a
-    revoked admin token must not mint its successor), while proxied requests keep the
-    in-memory state until the change feed brings it (no store round trip per request)."""
+@asynccontextmanager
+async def _ann_with_a_token(
+    tmp_path: Path, extra: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[str, web.Application, aiohttp.ClientSession, str]]:
+    """A gateway (a real upstream behind it) where admin ann holds one admin token:
+    (url, app, client session, token)."""
     async with running_upstream("sg") as upstream:
         config = write_config(tmp_path, {
             "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
             "regions": {"default": "sg", "sg": {"hosts": [], "upstreams": [upstream]}},
             "policies": [str(REPO / "policies" / "default.yaml")],
-            "store": {"feed_poll_interval": "1h"},  # this worker hears of changes late
+            **(extra or {}),
         })
         async with in_process_gateway(config) as (url, app), \
                 aiohttp.ClientSession() as session:
@@ -234,63 +212,112 @@ async def test_built_in_endpoints_decide_on_the_store_as_of_the_request(
             await store.create_admin(network.id, "ann", "admin", "x")
             token, credential = await app[TOKENS].issue_admin(network.id, "ann", "admin", 3600)
             await store.rotate_admin_token(credential, 0)
-            headers = {"Authorization": f"Bearer {token}"}
-            await store.revoke_subject(network.id, "ann", "admin")  # as another worker would
-            async with session.get(f"{url}/api/v3/things", headers=headers) as response:
-                assert response.status == 200  # proxied: within the feed's bound
-            async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
-                body = await response.json()
-            assert (response.status, body) == (401, error(401, "Invalid token"))
-            assert await store.current_admin_token(network.id, "ann") is None  # none minted
-            async with session.get(f"{url}/api/v3/things", headers=headers) as response:
-                assert response.status == 401  # and this worker now knows
+            yield url, app, session, token
 
 
-async def test_a_rotation_racing_a_revoke_or_another_rotation_mints_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+async def _racing(app: web.Application, change: str) -> str | None:
+    """Another worker changes ann's tokens: "revoke" them all, or "rotate" (a new token
+    made with another of hers, the current one kept in grace). Returns the new jti.
+    Run in a context of its own: called from inside a request, it must not carry that
+    request's pending audit entry or acting credential."""
+    task = asyncio.create_task(_change(app, change), context=contextvars.Context())
+    return await task
+
+
+async def _change(app: web.Application, change: str) -> str | None:
+    store, network_id = app[STORE], (await app[STORE].list_networks())[0].id
+    if change == "revoke":
+        await store.revoke_admin(network_id, "ann")
+        return None
+    _, other = await app[TOKENS].issue_admin(network_id, "ann", "admin", 3600)
+    await store.rotate_admin_token(other, 3600)
+    return other.jti
+
+
+async def _answer(session: aiohttp.ClientSession, method: str, url: str, token: str
+                  ) -> tuple[int, Any, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.request(method, url, headers=headers) as response:
+        return response.status, await response.json(), response.headers.get("Warning", "")
+
+
+@pytest.mark.parametrize(("change", "status", "message"), [
+    ("revoke", 401, "Invalid token"),
+    ("rotate", 403, "Permission denied"),  # a superseded token may not read its successor
+])
+async def test_reading_the_token_after_a_racing_change_answers_as_the_gate_now_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, status: int, message: str,
 ) -> None:
-    """The caller's token ends after the gate admitted it but before its rotation is
-    written: the rotation checks it again in its own transaction, makes no token, and the
-    answer is the one the gate gives that token now."""
-    config = write_config(tmp_path, {
-        "server": {"https": None, "http": {"host": "127.0.0.1", "port": free_port()}},
-    })
-    async with in_process_gateway(config) as (url, app), aiohttp.ClientSession() as session:
-        store, tokens = app[STORE], app[TOKENS]
-        network = await store.create_network("n", "sg", False)
-        await store.create_admin(network.id, "ann", "admin", "x")
-        token, credential = await tokens.issue_admin(network.id, "ann", "admin", 3600)
-        await store.rotate_admin_token(credential, 0)
-        read_network = store.get_network
-        racing: list[str] = []
+    """The change commits after the gate admitted the request but before the handler reads
+    the current token: no 404, and never the token that replaced the caller's."""
+    async with _ann_with_a_token(tmp_path) as (url, app, session, token):
+        store = app[STORE]
+        read_current = store.current_admin_token
 
-        async def raced(network_id: str) -> object:
-            if racing.pop() == "revoke":
-                await store.revoke_admin(network_id, "ann")
-            else:  # a rotation made with another of ann's tokens
-                _, other = await tokens.issue_admin(network_id, "ann", "admin", 3600)
-                await store.rotate_admin_token(other, 3600)
-            return await read_network(network_id)
+        async def raced(network_id: str, username: str) -> dict[str, Any] | None:
+            await _racing(app, change)
+            return await read_current(network_id, username)
 
-        monkeypatch.setattr(store, "get_network", raced)
+        monkeypatch.setattr(store, "current_admin_token", raced)
+        got, body, warning = await _answer(session, "GET", f"{url}/api/v1/admin-token", token)
+        assert (got, body) == (status, error(status, message))
+        assert "adminToken" not in body and (change == "revoke" or WARNING.match(warning))
+
+
+async def test_built_in_endpoints_decide_on_the_store_as_of_the_request(
+    tmp_path: Path,
+) -> None:
+    """A revoke made on another worker holds at once on the gateway's own endpoints,
+    while proxied requests keep the in-memory state until the change feed brings it (no
+    store round trip per proxied request)."""
+    hears_late = {"store": {"feed_poll_interval": "1h"}}
+    async with _ann_with_a_token(tmp_path, hears_late) as (url, app, session, token):
         headers = {"Authorization": f"Bearer {token}"}
+        await _racing(app, "revoke")
+        async with session.get(f"{url}/api/v3/things", headers=headers) as response:
+            assert response.status == 200  # proxied: within the feed's bound
+        got = await _answer(session, "GET", f"{url}/api/v3/networks/me", token)
+        assert got[:2] == (401, error(401, "Invalid token"))  # reads no credential itself
+        async with session.get(f"{url}/api/v3/things", headers=headers) as response:
+            assert response.status == 401  # and this worker now knows
 
-        racing.append("rotate")
-        before = await store.current_admin_token(network.id, "ann")
-        async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
-            body = await response.json()
-            warning = response.headers.get("Warning", "")
-        assert (response.status, body) == (403, error(403, "Permission denied"))
-        assert WARNING.match(warning)  # superseded by the racing rotation
-        current = await store.current_admin_token(network.id, "ann")
-        assert current is not None and before is not None and current != before
-        assert current["jti"] != jwt.decode(token, options={"verify_signature": False})["jti"]
 
-        token, credential = await tokens.issue_admin(network.id, "ann", "admin", 3600)
-        await store.rotate_admin_token(credential, 0)
-        racing.append("revoke")
-        headers = {"Authorization": f"Bearer {token}"}
-        async with session.post(f"{url}/api/v1/admin-token", headers=headers) as response:
-            body = await response.json()
-        assert (response.status, body) == (401, error(401, "Invalid token"))
-        assert await store.current_admin_token(network.id, "ann") is None  # none minted
+@pytest.mark.parametrize("change", ["revoke", "rotate"])
+@pytest.mark.parametrize("write", ["admin-token", "server-key"])
+async def test_a_write_racing_a_change_to_its_token_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, write: str,
+) -> None:
+    """The caller's token ends after the gate admitted the request (its body may trickle
+    in for long) but before its write: the write's transaction checks the token again,
+    changes nothing, and the answer is the refusal the gate gives that token now."""
+    async with _ann_with_a_token(tmp_path) as (url, app, session, token):
+        store = app[STORE]
+        network_id = (await store.list_networks())[0].id
+        racing_jti: list[str | None] = []
+        raced_once: list[bool] = []
+        audit_before = await store.audit_page(network_id, 100, None)
+        key_before = await store.server_key_info(network_id)
+        path, target = {  # both rules refuse a superseded token
+            "admin-token": ("/api/v1/admin-token", "rotate_admin_token"),
+            "server-key": ("/api/v3/networks/server-key", "set_server_key_hash"),
+        }[write]
+        real_write = getattr(store, target)
+
+        async def raced(*args: Any, **kwargs: Any) -> Any:
+            if not raced_once:  # the racing change lands just before the write (its own
+                raced_once.append(True)  # rotation comes back through here)
+                racing_jti.append(await _racing(app, change))
+            return await real_write(*args, **kwargs)
+
+        monkeypatch.setattr(store, target, raced)
+        status, body, warning = await _answer(session, "POST", f"{url}{path}", token)
+        if change == "revoke":
+            assert (status, body) == (401, error(401, "Invalid token"))
+            assert await store.current_admin_token(network_id, "ann") is None  # none minted
+        else:
+            assert (status, body) == (403, error(403, "Permission denied"))
+            assert WARNING.match(warning)
+            current = await store.current_admin_token(network_id, "ann")
+            assert current is not None and current["jti"] == racing_jti[0]
+        assert await store.server_key_info(network_id) == key_before
+        assert await store.audit_page(network_id, 100, None) == audit_before

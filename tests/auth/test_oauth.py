@@ -7,10 +7,13 @@ stops being valid, and who may revoke what.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 
 from gateway.auth.secrets import hash_secret
 from gateway.auth.tokens import ISSUER, TokenService
@@ -406,3 +409,27 @@ async def test_a_revoked_token_fails_on_another_instance_through_the_feed(
                 break
             await asyncio.sleep(0.02)
         assert await status() == 401
+
+
+async def test_a_revoke_made_with_a_token_revoked_meanwhile_is_refused_as_oauth_words_it(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin's token is revoked after the gate admitted the request but before its
+    write: nothing is revoked, and the late refusal has the endpoint's OAuth shape."""
+    network = await gw.network()
+    admin = await gw.admin_token(network, "ann", "admin")
+    user = (await gw.login(network))["accessToken"]
+    revoke_token = gw.store.revoke_token
+
+    async def raced(network_id: str, jti: str) -> list[tuple[str, float]]:
+        ann = jwt.decode(admin, options={"verify_signature": False})["jti"]
+        # Another worker revokes ann's token (a context of its own: not this request's).
+        await asyncio.create_task(revoke_token(network.id, ann), context=contextvars.Context())
+        return await revoke_token(network_id, jti)
+
+    monkeypatch.setattr(gw.store, "revoke_token", raced)
+    status, body, response = await _revoke(gw, user, bearer=admin)
+    assert (status, body["error"]) == (401, "invalid_client")
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert await _works(gw, user)  # not revoked
+    assert not await _works(gw, admin)

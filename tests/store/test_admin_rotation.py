@@ -1,11 +1,15 @@
-"""A rotation checks, in its own transaction, that the credential asking for it is still
-live; a revoke ends tokens and console sessions together (SQLite and PostgreSQL)."""
+"""Every write transaction of a request checks first that the credential it acts with is
+still live (gateway/store/acting.py); a revoke ends an admin's tokens and console
+sessions together (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from gateway.store import Caller, CallerNotLive, Store
+from gateway.store.acting import ACTING, token_live
 from gateway.store.credentials import IssuedCredential
 from gateway.store.events import ConsoleEnded, TokensRevoked
 
@@ -29,30 +33,77 @@ async def _ada(store: Store) -> str:
     return network.id
 
 
-@pytest.mark.parametrize(("caller", "live"), [
-    pytest.param(Caller(token_id="old"), True, id="current-token"),
+def _caller(store: Store, *, token_id: str = "", session_id: str = "",
+            allow_superseded: bool = True) -> Caller:
+    return Caller(store.clock, token_id=token_id, session_id=session_id,
+                  allow_superseded=allow_superseded)
+
+
+@pytest.mark.parametrize(("who", "live"), [
+    pytest.param({"token_id": "old"}, True, id="current-token"),
     # Nothing can have revoked a token the store never recorded either.
-    pytest.param(Caller(token_id="never-recorded"), True, id="unrecorded-token"),
-    pytest.param(Caller(token_id="gone"), False, id="revoked-token"),
-    pytest.param(Caller(token_id="superseded"), False, id="token-in-grace"),
-    pytest.param(Caller(session_id="s-open"), True, id="open-session"),
-    pytest.param(Caller(session_id="s-ended"), False, id="ended-session"),
-    pytest.param(Caller(session_id="s-unknown"), False, id="unknown-session"),
+    pytest.param({"token_id": "never-recorded"}, True, id="unrecorded-token"),
+    pytest.param({"token_id": "gone"}, False, id="revoked-token"),
+    pytest.param({"token_id": "superseded"}, True, id="token-in-grace"),
+    pytest.param({"token_id": "superseded", "allow_superseded": False}, False,
+                 id="token-in-grace-on-a-rule-refusing-it"),
+    pytest.param({"session_id": "s-open"}, True, id="open-session"),
+    pytest.param({"session_id": "s-ended"}, False, id="ended-session"),
+    pytest.param({"session_id": "s-unknown"}, False, id="unknown-session"),
 ])
-async def test_a_rotation_asked_by(store: Store, caller: Caller, live: bool) -> None:
+async def test_a_write_made_for_a_caller(store: Store, who: dict[str, Any], live: bool
+                                         ) -> None:
     network_id = await _ada(store)
     current = await store.current_admin_token(network_id, "ada")
     assert current is not None and current["jti"] == "old"
     seq = await store.latest_seq()
     new = _admin_token("new", network_id)
+    acting = ACTING.set(_caller(store, **who))
+    try:
+        if live:
+            await store.rotate_admin_token(new, 3600)
+            await store.confirm_acting()
+        else:
+            with pytest.raises(CallerNotLive):
+                await store.rotate_admin_token(new, 3600)
+            with pytest.raises(CallerNotLive):
+                await store.confirm_acting()
+    finally:
+        ACTING.reset(acting)
     if live:
-        await store.rotate_admin_token(new, 3600, by=caller)
         assert (await store.current_admin_token(network_id, "ada") or {})["jti"] == "new"
     else:
-        with pytest.raises(CallerNotLive):
-            await store.rotate_admin_token(new, 3600, by=caller)
         assert await store.current_admin_token(network_id, "ada") == current  # nothing made
         assert await store.changes_since(seq) == []  # nor put on the feed
+
+
+async def test_a_caller_may_end_its_own_credential(store: Store) -> None:
+    """The check comes before the writes: revoking oneself is not refused halfway."""
+    network_id = await _ada(store)
+    acting = ACTING.set(_caller(store, token_id="old"))
+    try:
+        await store.revoke_admin(network_id, "ada")
+        with pytest.raises(CallerNotLive):  # and the request can change nothing after
+            await store.rotate_admin_token(_admin_token("new", network_id), 3600)
+    finally:
+        ACTING.reset(acting)
+    assert await store.current_admin_token(network_id, "ada") is None
+
+
+NOW = 1000.0
+
+
+@pytest.mark.parametrize(("revoked_at", "grace_until", "expires_at", "allow", "live"), [
+    (None, None, NOW + 1, True, True),
+    (NOW - 5, None, NOW + 1, True, False),  # revoked
+    (None, None, NOW, True, False),  # expired
+    (None, NOW + 1, NOW + 2, True, True),  # in grace, where the rule admits it
+    (None, NOW + 1, NOW + 2, False, False),  # in grace, where the rule does not
+    (None, NOW, NOW + 2, True, False),  # grace over
+])
+def test_token_live(revoked_at: float | None, grace_until: float | None, expires_at: float,
+                    allow: bool, live: bool) -> None:
+    assert token_live(revoked_at, grace_until, expires_at, NOW, allow) is live
 
 
 async def test_revoking_an_admin_ends_their_tokens_and_console_sessions_together(
