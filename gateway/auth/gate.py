@@ -122,14 +122,16 @@ async def _read_feed_up_to_now(request: web.Request) -> None:
         log.exception("change feed read before a built-in endpoint failed")
 
 
-def acting_caller(principal: Principal | None, rule: Rule, clock: Callable[[], float]
-                  ) -> Caller | None:
+def acting_caller(principal: Principal | None, rule: Rule, clock: Callable[[], float],
+                  server_key: str) -> Caller | None:
     """The credential a built-in endpoint's writes check again (gateway/store/acting.py):
-    a token or a console session. Server keys are looked up afresh at the gate."""
+    a token, a console session or the server key (`server_key`: the header sent)."""
     if principal is None:
         return None
     if principal.credential == "console_session":
         return Caller(clock, session_id=principal.session_id)
+    if principal.credential == "server_key":
+        return Caller(clock, server_key_hash=hash_secret(server_key))
     if principal.token_id:
         return Caller(clock, token_id=principal.token_id,
                       allow_superseded=rule.allow_superseded)
@@ -149,7 +151,8 @@ async def run_admitted(request: web.Request, rule: Rule, handler: Handler
     """Run a built-in endpoint's handler with the caller's credential checked again by
     each write transaction it makes; if it ended since the gate admitted the request,
     RefusedLate carries the refusal the gate gives it now, and nothing was changed."""
-    caller = acting_caller(request[INFO].principal, rule, request.app[AUTH_STATE].clock)
+    caller = acting_caller(request[INFO].principal, rule, request.app[AUTH_STATE].clock,
+                           request.headers.get("x-server-key", ""))
     acting = ACTING.set(caller)  # reset below: the connection's next request is another's
     try:
         return await handler(request)

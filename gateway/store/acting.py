@@ -20,18 +20,20 @@ from gateway.store.db import Queries
 
 @dataclass(frozen=True)
 class Caller:
-    """A token's id (access or admin), or a console session's id (the hash of its
-    cookie). `allow_superseded`: whether the request's rule admits an admin token in its
-    rotation grace."""
+    """A token's id (access or admin), a console session's id (the hash of its cookie),
+    or a server key's hash. `allow_superseded`: whether the request's rule admits an
+    admin token in its rotation grace."""
 
     clock: Callable[[], float]
     token_id: str = ""
     session_id: str = ""
+    server_key_hash: str = ""
     allow_superseded: bool = True
 
 
 class CallerNotLive(Exception):
-    """The credential acting was revoked, superseded, expired or ended since the gate."""
+    """The credential acting was revoked, superseded, expired, ended or replaced since
+    the gate admitted the request."""
 
 
 ACTING: ContextVar[Caller | None] = ContextVar("gateway_acting_caller", default=None)
@@ -53,6 +55,11 @@ async def ensure_live(queries: Queries, caller: Caller) -> None:
         )
         if row is None:
             raise CallerNotLive("console session ended")
+    if caller.server_key_hash:
+        row = await queries.fetchrow(
+            "SELECT 1 AS live FROM networks WHERE server_key_hash = $1", caller.server_key_hash)
+        if row is None:
+            raise CallerNotLive("server key replaced")
     if caller.token_id:
         row = await queries.fetchrow(
             "SELECT revoked_at, grace_until, expires_at FROM credentials WHERE jti = $1",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
+from typing import Any
 
 import jwt
+import pytest
 
+from gateway.auth.secrets import hash_secret
 from gateway.store import Network
 from gateway.testing.support import Clock
 from tests.auth.conftest import Gateway, error
@@ -127,3 +132,31 @@ async def test_an_auth_token_issued_before_a_ban_works_after_it_is_lifted(gw: Ga
         403, "User is global banned.")
     await gw.call("DELETE", "/api/v3/users/bea/ban", admin)
     assert (await gw.login(network, user_id="bea", authToken=pending))["accessToken"]
+
+
+async def test_an_auth_token_asked_with_a_server_key_replaced_meanwhile_is_not_made(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server key is replaced after the gate admitted the request (its body may
+    trickle in for long) but before the auth token is written: none is made, and the
+    answer is the gate's for that key now."""
+    network = await gw.network(secure=True)
+    key = await _server_key(gw, network)
+    create_auth_token = gw.store.create_auth_token
+    made: list[str] = []
+
+    async def raced(token_hash: str, *args: Any) -> None:
+        # An admin replaces the key on another worker (a context of its own).
+        await asyncio.create_task(
+            gw.store.set_server_key_hash(network.id, hash_secret("the-new-key"), "keeper"),
+            context=contextvars.Context())
+        made.append(token_hash)
+        await create_auth_token(token_hash, *args)
+
+    monkeypatch.setattr(gw.store, "create_auth_token", raced)
+    status, body, _ = await gw.call(
+        "POST", "/api/v4/authentication/token", headers={"x-server-key": key},
+        json={"userId": "u"})
+    assert (status, body) == (401, error(401, "Unauthorized"))
+    [token_hash] = made
+    assert await gw.store.consume_auth_token(token_hash, network.id, "u", 0.0) == "invalid"

@@ -21,7 +21,8 @@ def _admin_token(jti: str, network_id: str) -> IssuedCredential:
 
 async def _ada(store: Store) -> str:
     """A network where ada holds admin token "old" (current) and "superseded" (in its
-    grace window), had "gone" revoked, and has console sessions "s-open" and "s-ended"."""
+    grace window), had "gone" revoked, and has console sessions "s-open" and "s-ended"; the
+network's server key hashes to "key-hash" (it was "replaced-key-hash")."""
     network = await store.create_network("acme", "sg", secure=False)
     await store.rotate_admin_token(_admin_token("gone", network.id), 0)
     await store.revoke_token(network.id, "gone")
@@ -30,13 +31,13 @@ async def _ada(store: Store) -> str:
     await store.create_console_session("s-open", network.id, "ada", "admin", 4e9)
     await store.create_console_session("s-ended", network.id, "ada", "admin", 4e9)
     await store.end_console_session("s-ended")
+    await store.set_server_key_hash(network.id, "replaced-key-hash", "ada")
+    await store.set_server_key_hash(network.id, "key-hash", "ada")
     return network.id
 
 
-def _caller(store: Store, *, token_id: str = "", session_id: str = "",
-            allow_superseded: bool = True) -> Caller:
-    return Caller(store.clock, token_id=token_id, session_id=session_id,
-                  allow_superseded=allow_superseded)
+def _caller(store: Store, **who: Any) -> Caller:
+    return Caller(store.clock, **who)
 
 
 @pytest.mark.parametrize(("who", "live"), [
@@ -50,6 +51,8 @@ def _caller(store: Store, *, token_id: str = "", session_id: str = "",
     pytest.param({"session_id": "s-open"}, True, id="open-session"),
     pytest.param({"session_id": "s-ended"}, False, id="ended-session"),
     pytest.param({"session_id": "s-unknown"}, False, id="unknown-session"),
+    pytest.param({"server_key_hash": "key-hash"}, True, id="current-server-key"),
+    pytest.param({"server_key_hash": "replaced-key-hash"}, False, id="replaced-server-key"),
 ])
 async def test_a_write_made_for_a_caller(store: Store, who: dict[str, Any], live: bool
                                          ) -> None:
