@@ -53,6 +53,7 @@ log = logging.getLogger("gateway.dataplane")
 SMALL_BODY = 64 * 1024  # request bodies up to this are read here; larger ones handed off
 MAX_BUFFERED = 256 * 1024  # pipelined bytes held while a request is in flight
 SERVER = b"gateway"
+CLIENT_CLOSED = 499  # the status an exchange is recorded with when its client left first
 # Why a connection is handed to aiohttp (gateway_dataplane_handoffs_total{reason}): a head
 # it does not parse itself, a body larger than SMALL_BODY, a route or credential only the
 # aiohttp path serves (built-in endpoints, CORS, console sessions, ...).
@@ -113,7 +114,9 @@ class Exchange:
         self.outbound = outbound
         self.started = time.perf_counter()
         self.keep_alive = head.keep_alive
-        self.status = 502  # until an answer is known
+        # Until an answer is known. Recorded as it is only when the client leaves first:
+        # nginx's 499 "client closed request", not a 5xx that would blame the upstream.
+        self.status = CLIENT_CLOSED
         self.upstream: Upstream | None = None  # the one tried last
         self.candidates: Sequence[Upstream] = ()
         self.connection: UpstreamConnection | None = None  # while on callbacks

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
+import struct
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -217,3 +220,29 @@ async def test_access_log_line_per_request(proxy: ProxySetup) -> None:
     assert entry["region"] == "eu" and entry["upstream"] == proxy.upstreams["eu"]
     assert entry["durationMs"] > 0 and entry["bytesOut"] > 0
     assert entry["time"].endswith("Z") and entry["principal"] is None
+
+
+async def test_a_client_leaving_before_its_answer_is_logged_as_499(proxy: ProxySetup) -> None:
+    """Not as 502: the upstream did nothing wrong, and a 5xx would page someone (nginx
+    logs this case as 499, "client closed request")."""
+    log = proxy.app[ACCESS_LOG]
+    log.stream = io.StringIO()
+    port = urlsplit(proxy.url).port
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /pub/slow?delay=1 HTTP/1.1\r\nHost: api.eu.amity.co\r\n"
+                 b"X-Request-Id: left-early-1\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)  # forwarded, the upstream still thinking
+    # A reset: a client that only half-closes still gets its answer (HTTP allows that).
+    writer.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        log.flush()
+        if "left-early-1" in log.stream.getvalue():
+            break
+    entries = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+    [entry] = [e for e in entries if e["requestId"] == "left-early-1"]
+    assert entry["status"] == 499 and entry["upstream"] == proxy.upstreams["eu"]
