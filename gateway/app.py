@@ -200,7 +200,8 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=None),
     ) as session:
         app[CLIENT] = session
-        app[UPSTREAMS] = UpstreamPool()
+        app[UPSTREAMS] = UpstreamPool(
+            hold_writes_from=app[RUNTIME].current.config.server.hold_writes_from)
         yield
         app[UPSTREAMS].close()
 

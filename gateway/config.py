@@ -112,6 +112,10 @@ class ServerConfig:
     # them a new connection is closed before any work.
     max_connections: int = 20000
     max_connections_per_address: int = 4096
+    # From this many exchanges in flight, the data plane holds its writes to the end of
+    # the loop iteration and sends them back to back (gateway/proxy/write_batch.py); 0:
+    # never. Read at start.
+    hold_writes_from: int = 8
 
 
 @dataclass(frozen=True)
@@ -524,6 +528,9 @@ def _check_consistency(config: Config) -> None:
             )
     if server.workers < 1:
         raise ConfigError(f"server.workers: got {server.workers}, expected at least 1")
+    if server.hold_writes_from < 0:
+        raise ConfigError(f"server.hold_writes_from: got {server.hold_writes_from},"
+                          " expected 0 (never) or more")
     url = config.store.url
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
         raise ConfigError(

@@ -54,6 +54,7 @@ def test_bad_durations_are_refused(text: object) -> None:
         ({"server": {"cors_origins": ["https://a.example/path"]}}, ["server.cors_origins[0]"]),
         ({"server": {"cors_origins": ["app.example.com"]}}, ["server.cors_origins[0]"]),
         ({"server": {"workers": 0}}, ["server.workers"]),
+        ({"server": {"hold_writes_from": -1}}, ["server.hold_writes_from"]),
         ({"regions": {"default": "mars", "sg": {"hosts": [], "upstreams": ["http://a"]}}},
          ["regions.default", "mars"]),
         ({"regions": {"default": "sg", "sg": {"hosts": [], "upstreams": ["ftp://a"]}}},

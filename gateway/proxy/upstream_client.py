@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.proxy.deadline import Deadline
-from gateway.proxy.write_batch import Outbox, WriteBatch
+from gateway.proxy.write_batch import BUSY, Outbox, WriteBatch
 
 _UNSAFE = re.compile(r"[\r\n\x00]")
 READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much is unread
@@ -360,11 +360,12 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per origin (scheme, host, port)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, *,
+                 hold_writes_from: int = BUSY) -> None:
         self._idle: dict[Origin, collections.deque[UpstreamConnection]] = {}
         self._ssl = ssl_context or ssl.create_default_context()
         # The data plane's writes, to its clients and to upstreams (see write_batch).
-        self.writes = WriteBatch()
+        self.writes = WriteBatch(hold_writes_from)
 
     def idle(self, origin: Origin, *, idempotent: bool = True) -> UpstreamConnection | None:
         """A kept-alive connection to `origin` ready for a request, if there is one.

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
-BUSY = 8  # exchanges in flight from which writes are held to the iteration's end
+BUSY = 8  # exchanges in flight from which writes are held (server.hold_writes_from)
 # Held bytes from which an outbox sends at once, so that the transport's own buffer
 # limits (pause_writing) still see everything: a client pipelining requests the data
 # plane answers itself, and reading none of the answers, is paused as without holding.
@@ -40,7 +41,8 @@ class WriteBatch:
     def __init__(self, busy: int = BUSY) -> None:
         self._held: list[Outbox] = []
         self._scheduled = False
-        self.busy = busy  # in flight from which writes are held (tests hold from 1)
+        # In flight from which writes are held (tests hold from 1); 0: never.
+        self.busy = busy if busy > 0 else sys.maxsize
         self.in_flight = 0  # exchanges between their request and their answer
         self.held_writes = 0  # held so far, one per outbox and iteration (for tests)
 

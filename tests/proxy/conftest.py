@@ -71,7 +71,8 @@ def proxy_config(folder: Path, upstreams: dict[str, str], dead_port: int,
 
 @asynccontextmanager
 async def in_process_gateway(
-    config_path: Path, clock: Callable[[], float] = time.time, hold_writes_from: int = 1
+    config_path: Path, clock: Callable[[], float] = time.time,
+    hold_writes_from: int | None = 1,
 ) -> AsyncIterator[tuple[str, web.Application]]:
     """The gateway on its real listeners in this process: its URL and application.
 
@@ -79,14 +80,16 @@ async def in_process_gateway(
     `hold_writes_from` exchanges in flight (gateway/proxy/write_batch.py). Served
     alone, as most tests' requests are, the default BUSY would never hold one: from 1,
     every test here also checks the order, closes and hand-offs of held writes. The
-    gateways the tests start as processes keep the default.
+    gateways the tests start as processes keep the default; None keeps the config's
+    `server.hold_writes_from`.
     """
     config = load_config(config_path, environ={})
     await asyncio.to_thread(init_files, config)
     app = build_app(config, clock=clock)
     runner = make_runner(app, config)
     await runner.setup()
-    app[UPSTREAMS].writes.busy = hold_writes_from
+    if hold_writes_from is not None:
+        app[UPSTREAMS].writes.busy = hold_writes_from
     assert config.server.http is not None
     # The real listeners: plain HTTP, and HTTPS (asking for client certificates) if set.
     for site in await listener_sites(runner, config, reuse_port=False):

@@ -145,34 +145,47 @@ async def test_held_writes_for_a_transport_closed_meanwhile_are_dropped() -> Non
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp_path: Path, hold_writes_from: int
-                  ) -> AsyncIterator[tuple[str, web.Application]]:
+async def gateway(tmp_path: Path, hold_writes_from: int | None,
+                  setting: int | None = None) -> AsyncIterator[tuple[str, web.Application]]:
     """A gateway in front of real upstreams (sg by default), holding writes from
-    `hold_writes_from` exchanges in flight."""
+    `hold_writes_from` exchanges in flight (None: as `server.hold_writes_from` says,
+    `setting` if given, else its default)."""
+    extra = {"server": {"hold_writes_from": setting}} if setting is not None else None
     async with running_upstream("eu") as eu, running_upstream("sg") as sg, \
             running_upstream("us") as us:
-        config = proxy_config(tmp_path, {"eu": eu, "sg": sg, "us": us}, free_port())
+        config = proxy_config(tmp_path, {"eu": eu, "sg": sg, "us": us}, free_port(), extra)
         async with in_process_gateway(config, hold_writes_from=hold_writes_from) as found:
             yield found
 
 
+async def _burst(url: str, client: aiohttp.ClientSession) -> None:
+    """2 x BUSY slow requests at once, every answer checked."""
+    async def one(n: int) -> dict[str, object]:
+        async with client.get(f"{url}/pub/slow?delay=0.3&n={n}") as response:
+            assert response.status == 200
+            body: dict[str, object] = json.loads(await response.read())
+            return body
+
+    answers = await asyncio.gather(*(one(n) for n in range(2 * BUSY)))
+    assert all(a == {"upstream": "sg", "slow": True} for a in answers)
+
+
 async def test_many_requests_in_flight_are_answered_with_writes_held(tmp_path: Path) -> None:
-    """Production settings (BUSY): a burst of slow requests puts enough in flight that
-    their writes are held; every answer is still the right one."""
-    async with gateway(tmp_path, BUSY) as (url, app), \
-            aiohttp.ClientSession() as client:
+    """Production settings (the config's default): a burst of slow requests puts enough
+    in flight that their writes are held; every answer is still the right one."""
+    async with gateway(tmp_path, None) as (url, app), aiohttp.ClientSession() as client:
         batch = app[UPSTREAMS].writes
-
-        async def one(n: int) -> dict[str, object]:
-            async with client.get(f"{url}/pub/slow?delay=0.3&n={n}") as response:
-                assert response.status == 200
-                body: dict[str, object] = json.loads(await response.read())
-                return body
-
-        answers = await asyncio.gather(*(one(n) for n in range(2 * BUSY)))
-        assert all(a == {"upstream": "sg", "slow": True} for a in answers)
+        assert batch.busy == BUSY
+        await _burst(url, client)
         assert batch.held_writes > 0
         assert batch.in_flight == 0  # every exchange counted out again
+
+
+async def test_hold_writes_from_0_never_holds(tmp_path: Path) -> None:
+    async with gateway(tmp_path, None, setting=0) as (url, app), \
+            aiohttp.ClientSession() as client:
+        await _burst(url, client)
+        assert app[UPSTREAMS].writes.held_writes == 0
 
 
 async def test_one_request_at_a_time_is_never_held(tmp_path: Path) -> None:
