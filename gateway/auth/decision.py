@@ -46,6 +46,8 @@ class Reason(enum.StrEnum):
     STALE = "stale"
     CROSS_SITE = "cross_site"  # a console-cookie write from another origin
     CONTENT_TYPE = "content_type"  # a console-cookie write that is not JSON
+    # A write's own check found the credential ended, before this worker's state knew it.
+    NOT_LIVE = "not_live"
 
 
 @dataclass(frozen=True, slots=True)

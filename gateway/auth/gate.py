@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from gateway.auth.decision import (
     BadCredential,
     ConsoleCredential,
     Credential,
+    NoCredential,
     Reason,
     Refused,
     RequestFacts,
@@ -28,7 +30,7 @@ from gateway.auth.principal import Principal
 from gateway.auth.secrets import hash_secret
 from gateway.auth.tokens import TokenService, bearer_token
 from gateway.cors import normalize_origin
-from gateway.errors import GatewayError, invalid_token
+from gateway.errors import GatewayError
 from gateway.keys import AUTH_STATE, FEED, METRICS, STORE, TOKENS
 from gateway.policy import Auth, Rule
 from gateway.policy.model import SERVER_KEY_WHEN_SENT
@@ -118,23 +120,24 @@ async def _read_feed_up_to_now(request: web.Request) -> None:
             await request.app[FEED].catch_up()
     except (StoreUnavailable, TimeoutError):
         pass
-    except Exception:  # a bad entry or driver error: the tailer reports it; decide anyway
-        log.exception("change feed read before a built-in endpoint failed")
+    except Exception as exc:  # a bad entry or driver error: the tailer logs it in full
+        log.warning("change feed read before a built-in endpoint failed: %r", exc)
 
 
-def acting_caller(principal: Principal | None, rule: Rule, clock: Callable[[], float],
-                  server_key: str) -> Caller | None:
+def acting_caller(principal: Principal | None, rule: Rule, clock: Callable[[], float], *,
+                  server_key: str, leeway: float, task: asyncio.Task[Any] | None
+                  ) -> Caller | None:
     """The credential a built-in endpoint's writes check again (gateway/store/acting.py):
     a token, a console session or the server key (`server_key`: the header sent)."""
     if principal is None:
         return None
     if principal.credential == "console_session":
-        return Caller(clock, session_id=principal.session_id)
+        return Caller(clock, task, session_id=principal.session_id)
     if principal.credential == "server_key":
-        return Caller(clock, server_key_hash=hash_secret(server_key))
+        return Caller(clock, task, server_key_hash=hash_secret(server_key))
     if principal.token_id:
-        return Caller(clock, token_id=principal.token_id,
-                      allow_superseded=rule.allow_superseded)
+        return Caller(clock, task, token_id=principal.token_id, kid=principal.kid,
+                      allow_superseded=rule.allow_superseded, leeway=leeway)
     return None
 
 
@@ -151,8 +154,11 @@ async def run_admitted(request: web.Request, rule: Rule, handler: Handler
     """Run a built-in endpoint's handler with the caller's credential checked again by
     each write transaction it makes; if it ended since the gate admitted the request,
     RefusedLate carries the refusal the gate gives it now, and nothing was changed."""
-    caller = acting_caller(request[INFO].principal, rule, request.app[AUTH_STATE].clock,
-                           request.headers.get("x-server-key", ""))
+    info = request[INFO]
+    caller = acting_caller(
+        info.principal, rule, request.app[AUTH_STATE].clock,
+        server_key=request.headers.get("x-server-key", ""),
+        leeway=request.app[TOKENS].leeway, task=asyncio.current_task())
     acting = ACTING.set(caller)  # reset below: the connection's next request is another's
     try:
         return await handler(request)
@@ -161,7 +167,14 @@ async def run_admitted(request: web.Request, rule: Rule, handler: Handler
             await authorize(request, rule, built_in=True)
         except GatewayError as refusal:
             raise RefusedLate(refusal) from None
-        raise RefusedLate(invalid_token()) from None  # the store said no: never admit
+        # The store said no, the gate's state does not know why yet (its feed read timed
+        # out, say): never admit; the answer the credential's kind gets when refused.
+        principal = info.principal
+        info.refusal = Reason.NOT_LIVE.value
+        request.app[METRICS].observe_refusal(rule.name, Reason.NOT_LIVE.value)
+        session = principal is not None and principal.credential == "console_session"
+        raise RefusedLate(refusal_error(Refused(
+            Reason.NOT_LIVE, 401, "Unauthorized" if session else "Invalid token"))) from None
     finally:
         ACTING.reset(acting)
 
@@ -179,7 +192,8 @@ async def authorize(request: web.Request, rule: Rule, *, built_in: bool = False)
     credential = await presented_credential(request, rule)
     state = request.app[AUTH_STATE]
     checked = rule.auth not in _UNCHECKED
-    if built_in and checked:
+    # Not for a credential refused without looking (garbage, none): nothing to refresh.
+    if built_in and checked and not isinstance(credential, BadCredential | NoCredential):
         await _read_feed_up_to_now(request)
     # Only a console cookie needs the origin facts (CSRF): tokens skip the header reads.
     facts = (request_facts(request, info) if isinstance(credential, ConsoleCredential)

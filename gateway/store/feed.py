@@ -96,7 +96,8 @@ class FeedTailer:
         async with self._polling:
             if self._last_read > asked:
                 if self._last_read_error is not None:
-                    raise self._last_read_error
+                    # One object raised in many tasks: each raise starts a fresh traceback.
+                    raise self._last_read_error.with_traceback(None)
                 return
             self._reads_begun += 1
             read = self._reads_begun

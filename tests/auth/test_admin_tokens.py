@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import io
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from gateway.keys import RUNTIME, STORE, TOKENS
+from gateway.keys import ACCESS_LOG, RUNTIME, STORE, TOKENS
 from gateway.store import Network
 from gateway.testing.support import REPO, Clock, free_port, write_config
 from gateway.testing.upstream import running_upstream
@@ -321,3 +323,25 @@ async def test_a_write_racing_a_change_to_its_token_changes_nothing(
             assert current is not None and current["jti"] == racing_jti[0]
         assert await store.server_key_info(network_id) == key_before
         assert await store.audit_page(network_id, 100, None) == audit_before
+
+
+async def test_a_token_the_store_never_recorded_may_not_write(tmp_path: Path) -> None:
+    """Every token the gateway hands out is recorded first; one signed with its key but
+    unknown to the store (forged with a leaked key, say) passes the gate as the feed
+    knows nothing against it, but its writes check the store: 401, nothing changed, the
+    refusal counted as `not_live`."""
+    async with _ann_with_a_token(tmp_path) as (url, app, session, _token):
+        store = app[STORE]
+        network_id = (await store.list_networks())[0].id
+        forged, _ = await app[TOKENS].issue_admin(network_id, "ann", "admin", 3600)
+        key_before = await store.server_key_info(network_id)
+        log = app[ACCESS_LOG]
+        log.stream = io.StringIO()
+        got = await _answer(session, "GET", f"{url}/api/v3/networks/me", forged)
+        assert got[0] == 200  # reads pass: the gate has nothing against it
+        got = await _answer(session, "POST", f"{url}/api/v3/networks/server-key", forged)
+        assert got[:2] == (401, error(401, "Invalid token"))
+        assert await store.server_key_info(network_id) == key_before
+        log.flush()
+        lines = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+        assert [line["refusal"] for line in lines if line["method"] == "POST"] == ["not_live"]

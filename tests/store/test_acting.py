@@ -4,13 +4,14 @@ sessions together (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from gateway.store import Caller, CallerNotLive, Store
 from gateway.store.acting import ACTING, token_live
-from gateway.store.credentials import IssuedCredential
+from gateway.store.credentials import IssuedCredential, NewSigningKey
 from gateway.store.events import ConsoleEnded, TokensRevoked
 
 
@@ -22,7 +23,8 @@ def _admin_token(jti: str, network_id: str) -> IssuedCredential:
 async def _ada(store: Store) -> str:
     """A network where ada holds admin token "old" (current) and "superseded" (in its
     grace window), had "gone" revoked, and has console sessions "s-open" and "s-ended"; the
-network's server key hashes to "key-hash" (it was "replaced-key-hash")."""
+network's server key hashes to "key-hash" (it was "replaced-key-hash"); signing key
+"k1" signs, "k-revoked" is revoked."""
     network = await store.create_network("acme", "sg", secure=False)
     await store.rotate_admin_token(_admin_token("gone", network.id), 0)
     await store.revoke_token(network.id, "gone")
@@ -33,17 +35,23 @@ network's server key hashes to "key-hash" (it was "replaced-key-hash")."""
     await store.end_console_session("s-ended")
     await store.set_server_key_hash(network.id, "replaced-key-hash", "ada")
     await store.set_server_key_hash(network.id, "key-hash", "ada")
+    await store.add_signing_key("k-revoked", "ES256", "PEM", "sealed", rotate=True)
+    await store.add_signing_key("k1", "ES256", "PEM", "sealed", rotate=True)
+    await store.revoke_signing_key(
+        "k-revoked", NewSigningKey("k-spare", "ES256", "PEM", "sealed"), "ada")
     return network.id
 
 
 def _caller(store: Store, **who: Any) -> Caller:
-    return Caller(store.clock, **who)
+    """The caller of a request running in this task."""
+    return Caller(store.clock, asyncio.current_task(), **who)
 
 
 @pytest.mark.parametrize(("who", "live"), [
-    pytest.param({"token_id": "old"}, True, id="current-token"),
-    # Nothing can have revoked a token the store never recorded either.
-    pytest.param({"token_id": "never-recorded"}, True, id="unrecorded-token"),
+    pytest.param({"token_id": "old", "kid": "k1"}, True, id="current-token"),
+    # Every token handed out is recorded first: one that is not is forged.
+    pytest.param({"token_id": "never-recorded"}, False, id="unrecorded-token"),
+    pytest.param({"token_id": "old", "kid": "k-revoked"}, False, id="signing-key-revoked"),
     pytest.param({"token_id": "gone"}, False, id="revoked-token"),
     pytest.param({"token_id": "superseded"}, True, id="token-in-grace"),
     pytest.param({"token_id": "superseded", "allow_superseded": False}, False,
@@ -80,6 +88,22 @@ async def test_a_write_made_for_a_caller(store: Store, who: dict[str, Any], live
         assert await store.changes_since(seq) == []  # nor put on the feed
 
 
+async def test_tasks_a_request_starts_write_as_themselves(store: Store) -> None:
+    """A task started during a request inherits its context variables; its writes are
+    not the request's (a background job), so the caller is not checked for them."""
+    network_id = await _ada(store)
+    acting = ACTING.set(_caller(store, token_id="gone"))  # a revoked token
+    try:
+        started = asyncio.create_task(
+            store.rotate_admin_token(_admin_token("new", network_id), 3600))
+        await started
+        with pytest.raises(CallerNotLive):  # the request's own writes are
+            await store.revoke_admin(network_id, "ada")
+    finally:
+        ACTING.reset(acting)
+    assert (await store.current_admin_token(network_id, "ada") or {})["jti"] == "new"
+
+
 async def test_a_caller_may_end_its_own_credential(store: Store) -> None:
     """The check comes before the writes: revoking oneself is not refused halfway."""
     network_id = await _ada(store)
@@ -94,19 +118,23 @@ async def test_a_caller_may_end_its_own_credential(store: Store) -> None:
 
 
 NOW = 1000.0
+LEEWAY = 30.0
 
 
 @pytest.mark.parametrize(("revoked_at", "grace_until", "expires_at", "allow", "live"), [
     (None, None, NOW + 1, True, True),
     (NOW - 5, None, NOW + 1, True, False),  # revoked
-    (None, None, NOW, True, False),  # expired
+    (None, None, NOW - LEEWAY, True, True),  # expired, within the gate's leeway
+    (None, None, NOW - LEEWAY - 1, True, False),  # past it
     (None, NOW + 1, NOW + 2, True, True),  # in grace, where the rule admits it
     (None, NOW + 1, NOW + 2, False, False),  # in grace, where the rule does not
-    (None, NOW, NOW + 2, True, False),  # grace over
+    (None, NOW, NOW + 2, True, True),  # the grace's last moment, as the gate counts it
+    (None, NOW - 1, NOW + 2, True, False),  # grace over
 ])
 def test_token_live(revoked_at: float | None, grace_until: float | None, expires_at: float,
                     allow: bool, live: bool) -> None:
-    assert token_live(revoked_at, grace_until, expires_at, NOW, allow) is live
+    assert token_live(revoked_at, grace_until, expires_at, NOW, allow_superseded=allow,
+                      leeway=LEEWAY) is live
 
 
 async def test_revoking_an_admin_ends_their_tokens_and_console_sessions_together(
