@@ -98,9 +98,9 @@ def _closing_on_error(
 class Exchange:
     """One request forwarded: what the access line, the metrics and the answer need."""
 
-    __slots__ = ("admitted", "body", "candidates", "connection", "head", "idempotent",
-                 "keep_alive", "outbound", "pool", "recorded", "request_id", "settings",
-                 "started", "status", "trace", "upstream")
+    __slots__ = ("admitted", "answered", "body", "candidates", "connection", "head",
+                 "idempotent", "keep_alive", "outbound", "pool", "recorded", "request_id",
+                 "settings", "started", "status", "trace", "upstream")
 
     def __init__(self, head: Head, admitted: Admitted, request_id: str, trace: RequestTrace,
                  pool: RegionPool, outbound: OutboundRequest, settings: Settings) -> None:
@@ -114,9 +114,8 @@ class Exchange:
         self.outbound = outbound
         self.started = time.perf_counter()
         self.keep_alive = head.keep_alive
-        # Until an answer is known. Recorded as it is only when the client leaves first:
-        # nginx's 499 "client closed request", not a 5xx that would blame the upstream.
-        self.status = CLIENT_CLOSED
+        self.status = 502  # until an answer is known (kept if the gateway closes first)
+        self.answered = False  # its head built to be written: the client has an answer
         self.upstream: Upstream | None = None  # the one tried last
         self.candidates: Sequence[Upstream] = ()
         self.connection: UpstreamConnection | None = None  # while on callbacks
@@ -144,6 +143,7 @@ class DataPlaneConnection(asyncio.Protocol):
         self._send_deadline = Deadline(asyncio.get_running_loop())  # while writes pause
         self._task: asyncio.Task[None] | None = None
         self._gone = False
+        self._closed_here = False  # the gateway closed or cut it, not the client
         self._eof = False  # the client half-closed: answer what it sent, then close
         self.peer: str | None = None
         self._client_cert: str | None = None  # from this connection's TLS handshake
@@ -192,7 +192,11 @@ class DataPlaneConnection(asyncio.Protocol):
         self._deadline.cancel()
         self._send_deadline.cancel()
         exchange, self._exchange = self._exchange, None
-        if exchange is not None:  # the client left before its answer
+        if exchange is not None:  # the connection ended before the exchange did
+            if not exchange.answered and not self._closed_here:
+                # The client left first: nginx's 499 "client closed request", not a 5xx
+                # that would blame the upstream.
+                exchange.status = CLIENT_CLOSED
             if exchange.connection is not None:
                 exchange.connection.finish()  # closes it: the answer is not wanted
             self._record(exchange, 0)
@@ -624,6 +628,7 @@ class DataPlaneConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def _close(self) -> None:
+        self._closed_here = True
         self._deadline.disarm()
         self._set_busy(False)  # no answer of this connection's is awaited any more
         if self._transport is not None and not self._transport.is_closing():
@@ -639,6 +644,7 @@ class DataPlaneConnection(asyncio.Protocol):
         return True
 
     def abort(self) -> None:
+        self._closed_here = True
         if self._transport is not None:
             if self._outbox is not None:
                 self._outbox.drop()
@@ -651,9 +657,12 @@ def _bodiless(status: int) -> bool:
 
 def _head(exchange: Exchange, status: int, reason: str, fields: RawFields,
           length: int | None) -> bytes:
-    return response_head(status, reason, fields, request_id=exchange.request_id,
+    """The answer's head; every answer to a forwarded request starts here."""
+    head = response_head(status, reason, fields, request_id=exchange.request_id,
                          warning=exchange.admitted.warning, keep_alive=exchange.keep_alive,
                          length=length)
+    exchange.answered = True
+    return head
 
 
 def response_head(status: int, reason: str, fields: RawFields, *, request_id: str,

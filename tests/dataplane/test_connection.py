@@ -5,6 +5,7 @@ time-out, idle connections, and which requests the data plane serves itself."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from aiohttp import web
 from gateway.build import build_kind
 from gateway.dataplane import request as request_module
 from gateway.dataplane.request import parse_head
-from gateway.keys import UPSTREAMS
+from gateway.keys import ACCESS_LOG, UPSTREAMS
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
 from tests.proxy.conftest import handed_off, in_process_gateway, proxy_config
@@ -274,7 +275,13 @@ async def test_an_exchange_that_fails_inside_a_callback_closes_the_connection(
         raise RuntimeError("broken on purpose")
 
     monkeypatch.setattr("gateway.dataplane.connection.response_head", broken)
+    log = app[ACCESS_LOG]
+    log.stream = io.StringIO()
     writer.write(b"GET /pub/boom HTTP/1.1\r\n" + HOST + b"\r\n")
     assert await asyncio.wait_for(reader.read(), 1.5) == b""
     writer.close()
     assert app[UPSTREAMS].writes.in_flight == 0
+    log.flush()
+    [line] = [json.loads(line) for line in log.stream.getvalue().splitlines()
+              if '"/pub/boom"' in line]
+    assert line["status"] != 499  # the gateway closed it: not the client leaving
