@@ -528,9 +528,6 @@ def _check_consistency(config: Config) -> None:
             )
     if server.workers < 1:
         raise ConfigError(f"server.workers: got {server.workers}, expected at least 1")
-    if server.hold_writes_from < 0:
-        raise ConfigError(f"server.hold_writes_from: got {server.hold_writes_from},"
-                          " expected 0 (never) or more")
     url = config.store.url
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
         raise ConfigError(

@@ -26,8 +26,8 @@ log = logging.getLogger("gateway.reload")
 # Keys a reload cannot change without new sockets or a new store connection.
 # tokens.issuer: the token service signs with the issuer it started with.
 # tracing: the span exporter is set up once, at start.
-_RESTART_ONLY = ("server.http", "server.https", "server.workers", "store", "tokens.issuer",
-                 "tracing")
+_RESTART_ONLY = ("server.http", "server.https", "server.workers", "server.hold_writes_from",
+                 "store", "tokens.issuer", "tracing")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

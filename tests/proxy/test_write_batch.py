@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.keys import UPSTREAMS
+from gateway.keys import RUNTIME, UPSTREAMS
 from gateway.proxy.write_batch import BUSY, MAX_HELD, Outbox, WriteBatch
 from gateway.testing.support import free_port
 from gateway.testing.upstream import running_upstream
@@ -222,3 +223,16 @@ async def test_held_answers_reach_the_client_before_a_close(tmp_path: Path,
             assert await asyncio.wait_for(reader.read(), 5) == b""  # then the close
         writer.close()
         assert app[UPSTREAMS].writes.held_writes >= 3  # the answers, at least
+
+
+async def test_a_reload_says_hold_writes_from_needs_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with gateway(tmp_path, None) as (_url, app):
+        config = app[RUNTIME].current.config.path
+        config.write_text(config.read_text().replace(
+            "server:", "server:\n  hold_writes_from: 0", 1))
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            assert await app[RUNTIME].reload()
+        assert "server.hold_writes_from changed; it takes effect after a restart" \
+            in caplog.text
+        assert app[UPSTREAMS].writes.busy == BUSY  # unchanged until then
