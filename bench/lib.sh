@@ -405,8 +405,10 @@ write_nginx_tls_conf() {
 # /api/v3/networks/certificates of a gateway started for it alone with DIR/config-sign.yaml
 # (HTTPS on PORT). Needs the upstream running and DIR/policies/bench.yaml (write_policy).
 # Sets CERTS, CA, CLIENT_PEM ($WORK/client/client.pem: the certificate, then its key),
-# STRANGER_PEM (a self-signed certificate and key: no chain to the CA) and FINGERPRINT
-# (SHA-256 of the client certificate, as the gateway reports it).
+# STRANGER_PEM (a self-signed certificate and key: no chain to the CA), FINGERPRINT
+# (SHA-256 of the client certificate, as the gateway reports it) and TLS_ADMIN_TOKEN (the
+# admin's token). The network then has mTLS on (`gateway network update --mtls on`): rules
+# with `mtls: true` want the certificate, pinned, with any of its credentials.
 make_client_certs() {
     local dir=$1 config=$2 port=$3 name=$4 client=$WORK/client network admin_token pid code
     CERTS=$dir/certs
@@ -470,6 +472,23 @@ YAML
     [[ $(openssl x509 -in "$client/client.crt" -noout -fingerprint -sha256 \
         | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f') == "$FINGERPRINT" ]] \
         || die "fingerprintSha256 of the answer is not the certificate's"
+    "$GATEWAY" network update --config "$config" --network "$network" --mtls on >/dev/null \
+        || die "gateway network update --mtls on failed"
+    TLS_ADMIN_TOKEN=$admin_token
+}
+
+# check_pinned URL: the pinned route (mtls: true, any token) must want both the token and
+# the certificate, or the pinned row measures nothing more than the mTLS one.
+check_pinned() {
+    local url=$1 code
+    code=$(http_status "$url" --cacert "$CA" -H "Authorization: Bearer $TLS_ADMIN_TOKEN")
+    [[ $code == 401 ]] || die "the pinned route answered $code without a client certificate"
+    code=$(http_status "$url" --cacert "$CA" --cert "$CLIENT_PEM")
+    [[ $code == 401 ]] || die "the pinned route answered $code without a token"
+    code=$(http_status "$url" --cacert "$CA" --cert "$CLIENT_PEM" \
+        -H "Authorization: Bearer $TLS_ADMIN_TOKEN")
+    [[ $code == 200 ]] || die "the pinned route answered $code with the token and certificate"
+    log "checked: the pinned route wants the token and the pinned certificate"
 }
 
 # check_client_certs NGINX-MTLS-PORT GATEWAY-PORT: both must check the client certificate,

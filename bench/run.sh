@@ -139,13 +139,17 @@ write_gateway_conf "$WORK/gateway/config-token.yaml" "$GW_HTTP" null true bench-
 # The multi-worker row: the first configuration with more workers.
 GW_WORKERS=$WORKERS write_gateway_conf "$WORK/gateway/config-workers.yaml" "$GW_HTTP" null \
     true bench.yaml
-# The TLS rows: the HTTPS listener only, access log on, the public-only policy.
+# The TLS rows: the HTTPS listener only, access log on, the public-only policy but for
+# the pinned row's path: any token, and with the network's mTLS on its pinned certificate.
 write_gateway_conf "$WORK/gateway/config-tls.yaml" null "$(gateway_https "$GATEWAY_TLS_PORT")" \
-    true bench.yaml
+    true bench-tls.yaml
+PINNED_PATH=/api/v3/pinned/bench
 write_nginx_tls_conf "$WORK/nginx-tls" "$NGINX_TLS_PORT" "$NGINX_MTLS_PORT" "$WORK/gateway/certs"
 write_policy "$WORK/gateway/policies/bench.yaml"
 write_policy "$WORK/gateway/policies/bench-token.yaml" '  - name: bench-token' \
     '    match: {path: "/api/**"}' '    auth: any_token'
+write_policy "$WORK/gateway/policies/bench-tls.yaml" '  - name: bench-pinned' \
+    "    match: {path: \"$PINNED_PATH\"}" '    auth: any_token' '    mtls: true'
 
 # --- measuring -----------------------------------------------------------------------
 rm -f "$RESULTS"/gateway-*.log
@@ -344,6 +348,8 @@ if [[ $TLS_ROWS == 1 ]]; then
         --cert "$CLIENT_PEM"
     check_client_certs "$NGINX_MTLS_PORT" "$GATEWAY_TLS_PORT"
     check_wrk_client_cert "$GATEWAY_TLS_PORT"
+    GW_PINNED_URL="https://127.0.0.1:$GATEWAY_TLS_PORT$PINNED_PATH"
+    check_pinned "$GW_PINNED_URL"
 
     measure nginx-tls "nginx, TLS, keep-alive" wrk nginx-tls "$LOAD_CPU" "$nginx_pid" \
         "$PROXY_CPU" "$NGINX_TLS_URL"
@@ -355,11 +361,16 @@ if [[ $TLS_ROWS == 1 ]]; then
         "$PROXY_CPU" "$NGINX_MTLS_URL"
     measure gateway-mtls "gateway, mTLS, keep-alive" wrk nginx-mtls "$LOAD_CPU" "$gw_pid" \
         "$PROXY_CPU" "$GW_TLS_URL"
+    measure gateway-mtls-pinned "gateway, mTLS, token checked, certificate pinned" wrk \
+        nginx-mtls "$LOAD_CPU" "$gw_pid" "$PROXY_CPU" \
+        -H "Authorization: Bearer $TLS_ADMIN_TOKEN" "$GW_PINNED_URL"
     wrk_client_cert ""
     stop "$gw_pid"
     stop "$nginx_pid"
     gateway_errors gateway-tls "gateway, TLS, keep-alive" "$GW_TLS_LOG"
     gateway_errors gateway-mtls "gateway, mTLS, keep-alive" "$GW_TLS_LOG"
+    gateway_errors gateway-mtls-pinned "gateway, mTLS, token checked, certificate pinned" \
+        "$GW_TLS_LOG"
     SERVER_KEY=$(openssl x509 -in "$CERTS/server.pem" -noout -text \
         | sed -nE 's/^ *(Public Key Algorithm|NIST CURVE): *(.*)$/\2/p' | paste -sd ' ' -)
     NOTES+=("TLS rows: nginx (1 worker, no access log, \`ssl_protocols TLSv1.2 TLSv1.3\`,
@@ -377,7 +388,10 @@ network create --secure\`); wrk 4.1 cannot present one, so bench/wrk_client_cert
 it against its CA and sends its SHA-256 fingerprint upstream with every request. Checked
 before measuring: nginx answers 400 without a certificate and to a self-signed one; the
 gateway fails the handshake with the self-signed one and passes our fingerprint upstream,
-also to wrk with the library (\`bench/expect_body.lua\`).")
+also to wrk with the library (\`bench/expect_body.lua\`). The pinned row asks for
+$PINNED_PATH, a rule with \`auth: any_token\` and \`mtls: true\` on a network with mTLS on:
+the admin's token (one token, cache warm) and the certificate, looked up among the
+network's uploads on every request. Checked before measuring: 401 without either.")
 fi
 
 if [[ $TOKEN_ROWS == 1 ]]; then
