@@ -281,8 +281,8 @@ class CredentialQueries(StoreCore):
         """Revoke every admin token of `username` and end their console sessions in one
         transaction: no moment exists where one is done and a session could mint anew."""
         async with self.db.transaction() as tx:
-            await revoke_where(self, tx, network_id, "subject = $2 AND kind = 'admin'",
-                               username)
+            await self._revoke_where(tx, network_id, "subject = $2 AND kind = 'admin'",
+                                     username)
             await end_console_sessions(self, tx, network_id, username)
 
     async def revoke_subject(
@@ -473,7 +473,3 @@ class ConsoleQueries(StoreCore):
                 session_hash, self.clock(),
             )
             await self.append_event(tx, ConsoleEnded(row["network_id"], (session_hash,)))
-
-    async def end_console_sessions_of(self, network_id: str, username: str) -> list[str]:
-        async with self.db.transaction() as tx:
-            return await end_console_sessions(self, tx, network_id, username)
